@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that bring the stack up on loopback and print figures and ratios."""

@@ -1,0 +1,96 @@
+"""Helpers shared by the account-lifecycle tests (no fixtures here)."""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select
+
+from tests.conftest import csrf_from, link_from, new_email, register
+from tests.stack import Stack, text_body
+from webapp import config as config_module
+from webapp import create_app
+from webapp.extensions import db, limiter
+from webapp.models import OutboxMessage, User
+
+PASSWORD = "correct horse battery"
+
+
+def verified_user(stack: Stack, prefix: str = "acct", client: Any = None) -> str:
+    """Register a new address, follow the mailed link, return the address."""
+    client = client or stack.client()
+    email = new_email(prefix)
+    assert register(client, email).status_code == 303
+    [msg] = stack.smtp.wait_for(email)
+    assert client.get(urlsplit(link_from(text_body(msg))).path).status_code == 200
+    return email
+
+
+def mail_with_subject(stack: Stack, address: str, subject: str, count: int = 1,
+                      timeout: float = 30.0) -> list[Any]:
+    """Wait for ``count`` mails to ``address`` with ``subject``; returns them."""
+    from tests.stack import wait_until
+
+    return wait_until(lambda: (m := [x for x in stack.smtp.to(address) if x["Subject"] == subject])
+                      and len(m) >= count and m, timeout, what=f"{count}× {subject!r} to {address}")
+
+
+def code_from(msg: Any) -> str:
+    m = re.search(r"^\s+(\d{6})\s*$", text_body(msg), re.M)
+    assert m, "no code in mail"
+    return m.group(1)
+
+
+def outbox_count(stack: Stack, kind: str, address: str | None = None,
+                 user_email: str | None = None) -> int:
+    with stack.app.app_context():
+        q = select(func.count()).select_from(OutboxMessage).where(OutboxMessage.kind == kind)
+        if address:
+            q = q.where(OutboxMessage.to_address == address)
+        if user_email:
+            uid = db.session.scalar(select(User.id).where(User.email == user_email))
+            q = q.where(OutboxMessage.user_id == uid)
+        return db.session.scalar(q)
+
+
+def get_user(stack: Stack, **where: Any) -> User | None:
+    with stack.app.app_context():
+        user = db.session.scalar(select(User).filter_by(**where))
+        if user is not None:
+            db.session.expunge(user)
+        return user
+
+
+def post_form(client: Any, path: str, data: dict[str, str], page: str | None = None, **kw: Any) -> Any:
+    """GET ``page`` (default ``path``) for a CSRF token, then POST ``data``."""
+    token = csrf_from(client.get(page or path).data)
+    return client.post(path, data={"csrf_token": token, **data}, **kw)
+
+
+@contextmanager
+def own_app(stack: Stack, **overrides: Any) -> Iterator[Any]:
+    """A second Flask app on ``stack``'s database, broker and SMTP sink, with
+    ``overrides`` (e.g. rate limits or the captcha on).
+
+    Flask-Limiter keeps its state on the one module-level ``limiter``; the state
+    is restored afterwards so the shared stacks' apps are as before.
+    """
+    saved = dict(limiter.__dict__)
+    # init_app keeps some settings from the first app it saw ("x = x or config");
+    # clear them so this app's config counts.
+    limiter._key_prefix = ""
+    limiter._headers_enabled = None
+    limiter._strategy = None
+    limiter._retry_after = None
+    app = create_app({**config_module.from_env(stack.env), "TESTING": True, **overrides})
+    try:
+        yield app
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+        limiter.__dict__.clear()
+        limiter.__dict__.update(saved)
+        stack.celery.set_default()

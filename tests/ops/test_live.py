@@ -1,0 +1,247 @@
+"""celery beat, Flower, /metrics and /healthz against an own Stack (SQLite).
+
+This module builds its own :class:`Stack` (own vhost, database, worker) because
+it stops that stack's worker; the shared stack is never touched. Tests run in
+file order: Flower and beat need the worker, the last health test stops it.
+"""
+from __future__ import annotations
+
+import os
+import re
+import runpy
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from tests.stack import CELERY, ROOT, Stack, free_port, wait_until
+from webapp import config as config_module
+from webapp import create_app
+from webapp.extensions import db
+from webapp.models import UsedToken, utcnow
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def ops_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("ops_live")
+    stack = Stack("sqlite", tmp, env_overrides={
+        "BEAT_TEST_INTERVAL": "1",
+        "WORKER_METRICS_DIR": str(tmp / "worker-metrics"),
+        "WORKER_METRICS_PORT": str(free_port()),
+    }).start()
+    yield stack
+    stack.stop()
+
+
+def start_logged(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(log, "ab"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+# --- Flower ------------------------------------------------------------------------
+
+
+def test_flower_requires_auth_and_lists_worker(ops_stack: Stack) -> None:
+    port = free_port()
+    env = {**ops_stack.env, "FLOWER_BASIC_AUTH": "ops:s3cret-pass",
+           "FLOWER_DB": str(ops_stack.tmp / "flower")}
+    proc = start_logged([CELERY, "-A", "celery_app", "flower", "--conf=flowerconfig.py",
+                         f"--port={port}"], env, ops_stack.tmp / "flower.log")
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path: str, auth: tuple[str, str] | None = None) -> requests.Response | None:
+        try:
+            return requests.get(base + path, auth=auth, timeout=2)
+        except requests.ConnectionError:
+            assert proc.poll() is None, (ops_stack.tmp / "flower.log").read_text()
+            return None
+
+    try:
+        wait_until(lambda: get("/healthcheck"), 60, interval=0.2, what="flower up")
+        assert get("/api/workers").status_code == 401
+        assert get("/api/workers", ("ops", "wrong")).status_code == 401
+        assert get("/", ("ops", "wrong")).status_code == 401
+        auth = ("ops", "s3cret-pass")
+        workers = wait_until(lambda: (r := get("/api/workers?refresh=1", auth)) is not None
+                             and r.status_code == 200 and r.json(), 30, interval=0.5,
+                             what="worker in /api/workers")
+        assert any(name.startswith("w0-" + ops_stack.name) for name in workers)
+        # A task through the worker shows up in /api/tasks and /api/task/info/<id>.
+        result = ops_stack.celery.send_task("webapp.tasks.periodic.purge_tokens")
+        wait_until(lambda: (r := get(f"/api/task/info/{result.id}", auth)) is not None
+                   and r.status_code == 200 and r.json().get("state") == "SUCCESS", 30,
+                   interval=0.5, what="task state in flower")
+        tasks = get("/api/tasks?limit=10", auth)
+        assert tasks.status_code == 200 and result.id in tasks.json()
+        queues = get("/api/queues/length", auth)
+        print("flower /api/queues/length:", queues.status_code, queues.text[:200])
+        assert queues.status_code == 200
+        types = get("/api/task/types", auth)
+        assert types.status_code == 200 and "webapp.tasks.periodic.purge_tokens" in types.text
+        # Flower's own /metrics needs no login (documented): hence address=127.0.0.1.
+        assert get("/metrics").status_code == 200
+    finally:
+        stop(proc)
+
+
+def test_flowerconfig_refuses_production_without_auth(monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    monkeypatch.setenv("INSTANCE_DIR", str(tmp_path))
+    monkeypatch.setenv("ONBOARD_ENV", "production")
+    monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
+    with pytest.raises(SystemExit, match="FLOWER_BASIC_AUTH"):
+        runpy.run_path(str(ROOT / "flowerconfig.py"))
+    monkeypatch.setenv("FLOWER_BASIC_AUTH", "a:b,c:d")
+    conf = runpy.run_path(str(ROOT / "flowerconfig.py"))
+    assert conf["basic_auth"] == ["a:b", "c:d"] and conf["address"] == "127.0.0.1"
+    assert conf["max_tasks"] == 10000 and conf["persistent"] is True
+
+
+def test_flower_process_exits_in_production_without_auth(ops_stack: Stack) -> None:
+    env = {**ops_stack.env, "ONBOARD_ENV": "production", "BASE_URL": "https://onboard.example",
+           "SECRET_KEY": "a-real-secret-for-this-test"}
+    env.pop("FLOWER_BASIC_AUTH", None)
+    proc = subprocess.run([CELERY, "-A", "celery_app", "flower", "--conf=flowerconfig.py",
+                           f"--port={free_port()}"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "FLOWER_BASIC_AUTH" in proc.stdout + proc.stderr
+
+
+# --- celery beat --------------------------------------------------------------------
+
+
+def test_beat_runs_job(ops_stack: Stack) -> None:
+    jti = "beat-" + uuid.uuid4().hex
+    with ops_stack.app.app_context():
+        db.session.add(UsedToken(jti=jti, purpose="verify", used_at=utcnow() - timedelta(days=30)))
+        db.session.commit()
+    proc = start_logged([CELERY, "-A", "celery_app", "beat", "--loglevel=INFO"], ops_stack.env,
+                        ops_stack.tmp / "beat.log")
+
+    def purged() -> bool:
+        assert proc.poll() is None, (ops_stack.tmp / "beat.log").read_text()
+        with ops_stack.app.app_context():
+            gone = db.session.scalar(select(UsedToken).where(UsedToken.jti == jti)) is None
+            db.session.rollback()
+            return gone
+
+    try:
+        wait_until(purged, 60, interval=0.2, what="beat-driven purge")
+    finally:
+        stop(proc)
+    log = (ops_stack.tmp / "beat.log").read_text()
+    assert "Sending due task beat-test (webapp.tasks.periodic.purge_tokens)" in log
+    # The schedule state lives under instance/ (shelve files celerybeat-schedule*).
+    assert list(Path(ops_stack.env["INSTANCE_DIR"]).glob("celerybeat-schedule*"))
+    # Service log lines inside a task carry [task_name(task_id)].
+    worker_log = (ops_stack.tmp / "worker0.log").read_text()
+    assert re.search(r"\[webapp\.tasks\.periodic\.purge_tokens\([0-9a-f-]{36}\)\] "
+                     r"webapp\.ops\.purge: purged 1 used token", worker_log), worker_log[-2000:]
+
+
+# --- /metrics -------------------------------------------------------------------------
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_metrics(ops_stack: Stack) -> None:
+    client = ops_stack.client()
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.9"}).status_code == 403
+    resp = client.get("/metrics")  # the test client is 127.0.0.1
+    assert resp.status_code == 200
+    text = resp.get_data(as_text=True)
+    assert metric(text, "onboard_broker_up") == 1.0
+    assert metric(text, "onboard_queue_consumers", queue="celery") >= 1
+    assert metric(text, "onboard_queue_messages", queue="mail") is not None
+    assert metric(text, "onboard_outbox_messages", state="sent") is not None
+    # Counted in the worker's pool processes (beat and flower ran purge_tokens).
+    assert metric(text, "onboard_tasks_total", task="webapp.tasks.periodic.purge_tokens",
+                  state="succeeded") >= 1
+    assert metric(text, "onboard_task_runtime_seconds_count",
+                  task="webapp.tasks.periodic.purge_tokens") >= 1
+    # The worker's own loopback endpoint serves the same counters.
+    own = requests.get(f"http://127.0.0.1:{ops_stack.env['WORKER_METRICS_PORT']}/metrics", timeout=5).text
+    assert metric(own, "onboard_tasks_total", task="webapp.tasks.periodic.purge_tokens",
+                  state="succeeded") >= 1
+
+    ops_stack.app.config["METRICS_TOKEN"] = "tok-" + uuid.uuid4().hex
+    try:
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
+        ok = client.get("/metrics", headers={"Authorization": "Bearer " + ops_stack.app.config["METRICS_TOKEN"]},
+                        environ_base={"REMOTE_ADDR": "203.0.113.9"})
+        assert ok.status_code == 200
+    finally:
+        ops_stack.app.config["METRICS_TOKEN"] = ""
+
+
+# --- /healthz -------------------------------------------------------------------------
+
+
+def test_healthz_ok(ops_stack: Stack) -> None:
+    resp = ops_stack.client().get("/healthz")
+    body = resp.get_json()
+    assert resp.status_code == 200, body
+    assert body["status"] == "ok" and set(body["checks"]) == {"database", "broker", "workers"}
+    assert all(c["ok"] for c in body["checks"].values())
+
+
+def test_healthz_dead_broker(ops_stack: Stack) -> None:
+    dead = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
+    app = create_app({**config_module.from_env({**ops_stack.env, "CELERY_BROKER_URL": dead}),
+                      "TESTING": True})
+    try:
+        started = time.monotonic()
+        resp = app.test_client().get("/healthz")
+        print(f"/healthz with a dead broker answered in {time.monotonic() - started:.2f} s")
+        body = resp.get_json()
+        assert resp.status_code == 503 and body["status"] == "degraded"
+        assert body["checks"]["database"]["ok"] is True
+        assert body["checks"]["broker"]["ok"] is False and body["checks"]["workers"]["ok"] is False
+    finally:
+        ops_stack.celery.set_default()
+        with app.app_context():
+            db.engine.dispose()
+
+
+def test_healthz_worker_stopped(ops_stack: Stack) -> None:
+    for proc in list(ops_stack.workers):
+        ops_stack.stop_worker(proc)
+    resp = ops_stack.client().get("/healthz")
+    body = resp.get_json()
+    assert resp.status_code == 503 and body["status"] == "degraded", body
+    assert body["checks"]["broker"]["ok"] is True and body["checks"]["database"]["ok"] is True
+    assert body["checks"]["workers"]["ok"] is False
+    # With no consumer, queued tasks show as queue depth in /metrics.
+    for _ in range(3):
+        ops_stack.celery.send_task("webapp.tasks.periodic.purge_tokens")
+    text = ops_stack.client().get("/metrics").get_data(as_text=True)
+    assert metric(text, "onboard_queue_messages", queue="celery") >= 3
+    assert metric(text, "onboard_queue_consumers", queue="celery") == 0

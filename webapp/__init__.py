@@ -1,0 +1,103 @@
+"""Onboard: a Flask registration site whose slow work runs on Celery workers.
+
+:func:`create_app` is the only way to build the app: config → extensions →
+blueprints → errors → CLI (cookiecutter-flask's small ``register_*`` steps).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from webapp import config as config_module
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask app and its Celery app.
+
+    Args:
+        config: overrides applied on top of :func:`webapp.config.from_env`; a
+            ``"CELERY"`` entry is merged into the Celery settings, not replaced.
+
+    Returns:
+        The Flask app; ``app.extensions["celery"]`` is its Celery app.
+
+    Raises:
+        RuntimeError: unsafe production settings (see :func:`webapp.config.check`).
+    """
+    app = Flask(__name__, instance_path=str(config_module.INSTANCE_DIR))
+    register_config(app, config)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errors(app)
+    register_cli(app)
+    if app.config["PROXY_FIX"]:
+        # Behind N reverse proxies: trust their X-Forwarded-For/-Proto so rate
+        # limits see the client's address, not the proxy's. Never the Host header.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = app.config["PROXY_FIX"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
+    return app
+
+
+def register_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
+    settings = config_module.from_env()
+    for key, value in (overrides or {}).items():
+        if key == "CELERY":
+            settings["CELERY"] = {**settings["CELERY"], **value}
+        else:
+            settings[key] = value
+    app.config.update(settings)
+    config_module.check(app.config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    Path(app.config["MEDIA_ROOT"]).mkdir(parents=True, exist_ok=True)
+    if not app.debug and not app.testing:
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def register_extensions(app: Flask) -> None:
+    from webapp.extensions import celery_init_app, csrf, db, limiter, login_manager, mail, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
+    mail.init_app(app)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    limiter.init_app(app)
+    celery_init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from webapp import devmail, health, main, metrics
+    from webapp.account import bp as account_bp
+    from webapp.auth import bp as auth_bp
+    from webapp.uploads import bp as uploads_bp
+
+    app.register_blueprint(main.bp)
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(account_bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(uploads_bp)
+    if app.config["ENV_NAME"] == "development" and app.config.get("DEV_MAILDIR"):
+        app.register_blueprint(devmail.bp)
+
+
+def register_errors(app: Flask) -> None:
+    from webapp import errors, security
+
+    errors.register(app)
+    security.register(app)
+
+
+def register_cli(app: Flask) -> None:
+    from webapp import cli, ops_cli, outbox_cli
+
+    cli.register(app)
+    ops_cli.register(app)
+    outbox_cli.register(app)

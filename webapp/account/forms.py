@@ -1,0 +1,61 @@
+"""Account forms (Flask-WTF, CSRF on each). The forms on ``/account`` carry a
+hidden ``action`` field so one POST endpoint can tell them apart (and from the
+avatar upload, which carries a ``photo`` file)."""
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import EmailField, HiddenField, PasswordField, StringField
+from wtforms.validators import AnyOf, DataRequired, EqualTo, Length, Regexp
+
+from webapp.auth.forms import PASSWORD_MAX, EmailAddress, RegisterForm, password_field
+
+
+def _confirm_field() -> PasswordField:
+    return PasswordField("New password again", validators=[
+        DataRequired(message="Enter the new password again."),
+        EqualTo("password", message="The passwords do not match."),
+    ])
+
+
+def _current_password() -> PasswordField:
+    return PasswordField("Current password", validators=[
+        DataRequired(message="Enter your current password."), Length(max=PASSWORD_MAX)])
+
+
+class ForgotForm(FlaskForm):
+    email = EmailField("E-mail", validators=[DataRequired(message="Enter your e-mail address."),
+                                             Length(max=320), EmailAddress()])
+
+
+class ResetForm(FlaskForm):
+    password = password_field("New password")
+    password_confirm = _confirm_field()
+
+
+class ChangePasswordForm(FlaskForm):
+    action = HiddenField(default="change_password", validators=[AnyOf(["change_password"])])
+    current_password = _current_password()
+    password = password_field("New password")
+    password_confirm = _confirm_field()
+
+
+class ChangeEmailForm(FlaskForm):
+    action = HiddenField(default="change_email", validators=[AnyOf(["change_email"])])
+    new_email = EmailField("New e-mail address", validators=[
+        DataRequired(message="Enter the new address."), Length(max=320), EmailAddress()])
+    current_password = _current_password()
+
+
+class ConfirmEmailForm(FlaskForm):
+    action = HiddenField(default="confirm_email", validators=[AnyOf(["confirm_email"])])
+    code = StringField("Code from the mail", validators=[
+        DataRequired(message="Enter the 6-digit code."),
+        Regexp(r"^\s*\d{6}\s*$", message="The code is 6 digits.")])
+
+
+class CaptchaRegisterForm(RegisterForm):
+    """The sign-up form plus the captcha answer (checked by
+    :func:`webapp.account.captcha.check` in the view)."""
+
+    captcha = StringField("Digits in the picture", validators=[
+        DataRequired(message="Type the digits shown in the picture."), Length(max=20)])

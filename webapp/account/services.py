@@ -1,0 +1,317 @@
+"""Account lifecycle rules: password reset and change, e-mail change.
+
+Like :mod:`webapp.auth.services`, every function that writes commits its own
+transaction and publishes the mails it queued after the commit (the outbox).
+Nothing here tells a caller whether an address has an account unless the caller
+already proved they own that account (no account enumeration, OWASP Forgot
+Password and Authentication Cheat Sheets).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from webapp import outbox
+from webapp.auth import tokens
+from webapp.auth.passwords import hash_password, verify_password
+from webapp.auth.services import find_user
+from webapp.extensions import db
+from webapp.mail import Rendered, mail_kind
+from webapp.models import EmailChangeRequest, OutboxMessage, User, utcnow
+from webapp.ratelimit import mail_throttled
+from webapp.urls import external_url
+
+RESET = "password_reset"
+PASSWORD_CHANGED = "password_changed"
+EMAIL_CODE = "email_change_code"
+EMAIL_CHANGED = "email_changed"
+CODE_DIGITS = 6
+
+
+# --- password reset ------------------------------------------------------------------
+
+
+def request_password_reset(email: str) -> None:
+    """Queue a reset mail for the account with this address, if there is one.
+
+    Nothing happens for an unknown address, or when the per-account throttle
+    (:func:`webapp.ratelimit.mail_throttled`: one a minute, five a day) says no;
+    the caller answers the same in every case.
+
+    Args:
+        email: normalised address.
+    """
+    user = find_user(email)
+    if user is None or mail_throttled(RESET, user.id):
+        db.session.rollback()
+        return
+    row = outbox.add(RESET, user.email, user_id=user.id)
+    db.session.commit()
+    outbox.publish([row.id])
+
+
+@mail_kind(RESET)
+def _reset_mail(row: OutboxMessage) -> Rendered:
+    """Reset mail: a link signed now, at send time, that names the user, the
+    address and the session epoch; it expires after ``PASSWORD_RESET_MAX_AGE``
+    seconds, works once (``jti``), and dies when the password changes (epoch)."""
+    user = db.session.get(User, row.user_id) if row.user_id is not None else None
+    epoch = user.session_epoch if user is not None else -1
+    token = tokens.make_token(RESET, {"uid": row.user_id, "email": row.to_address,
+                                      "epoch": epoch, "jti": f"reset-{row.id}"})
+    minutes = current_app.config["PASSWORD_RESET_MAX_AGE"] // 60
+    return Rendered(subject="Reset your Onboard password",
+                    context={"link": external_url("account.reset_password", token=token),
+                             "minutes": minutes, "email": row.to_address})
+
+
+def check_reset_token(token: str) -> tuple[User, dict[str, object]]:
+    """Check a reset token without using it (to show the form).
+
+    Returns:
+        The user and the token payload.
+
+    Raises:
+        tokens.TokenError: ``forged``, ``expired`` (older than
+            ``PASSWORD_RESET_MAX_AGE`` seconds) or ``used`` (this link was used,
+            or the password changed since it was sent).
+    """
+    payload = tokens.read_token(RESET, token, current_app.config["PASSWORD_RESET_MAX_AGE"])
+    user = db.session.get(User, payload.get("uid")) if isinstance(payload.get("uid"), int) else None
+    if user is None or user.email != payload.get("email"):
+        raise tokens.TokenError("forged", "This link is not valid.")
+    if tokens.is_used(payload["jti"]) or user.session_epoch != payload.get("epoch"):
+        raise tokens.TokenError("used", "This link has already been used.")
+    return user, payload
+
+
+def reset_password(token: str, new_password: str) -> User:
+    """Set a new password with a reset token, once.
+
+    Ends every session of the user (``session_epoch`` + 1), which also kills
+    every other reset link sent before. A reset proves the mailbox is the
+    user's, so an unverified account becomes verified. A notice is mailed.
+
+    Raises:
+        tokens.TokenError: as :func:`check_reset_token`; nothing is written.
+    """
+    user, payload = check_reset_token(token)
+    tokens.mark_used(RESET, str(payload["jti"]))
+    _set_password(user, new_password)
+    if user.verified_at is None:
+        user.verified_at = utcnow()
+    row = outbox.add(PASSWORD_CHANGED, user.email, user_id=user.id)
+    db.session.commit()
+    outbox.publish([row.id])
+    return user
+
+
+def _set_password(user: User, new_password: str) -> None:
+    user.password_hash = hash_password(new_password)
+    user.session_epoch = (user.session_epoch or 0) + 1
+
+
+# --- password change -----------------------------------------------------------------
+
+
+class WrongPassword(Exception):
+    """The current password given does not match."""
+
+
+def change_password(user: User, current_password: str, new_password: str) -> None:
+    """Change the password of a logged-in user who knows the current one.
+
+    Ends every session of the user (``session_epoch`` + 1); the caller logs the
+    current session in again with the new epoch. A notice is mailed.
+
+    Raises:
+        WrongPassword: ``current_password`` is wrong; nothing is written.
+    """
+    if not verify_password(user.password_hash, current_password):
+        raise WrongPassword()
+    _set_password(user, new_password)
+    row = outbox.add(PASSWORD_CHANGED, user.email, user_id=user.id)
+    db.session.commit()
+    outbox.publish([row.id])
+
+
+@mail_kind(PASSWORD_CHANGED)
+def _password_changed_mail(row: OutboxMessage) -> Rendered:
+    """Notice that the password changed, with a link to reset it if it was not them."""
+    return Rendered(subject="Your Onboard password was changed",
+                    context={"forgot_link": external_url("account.forgot_password"),
+                             "email": row.to_address})
+
+
+# --- e-mail change -------------------------------------------------------------------
+
+
+def _hmac(purpose: str, *parts: str) -> str:
+    key = current_app.config["SECRET_KEY"].encode()
+    msg = ":".join(("onboard", purpose, *parts)).encode()
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+def code_for(request: EmailChangeRequest) -> str:
+    """The 6-digit code of a request, derived from its salt with HMAC-SHA256 keyed
+    by ``SECRET_KEY`` (the worker calls this at send time; it is never stored)."""
+    digest = bytes.fromhex(_hmac("email-code", request.code_salt))
+    return str(int.from_bytes(digest[:8], "big") % 10**CODE_DIGITS).zfill(CODE_DIGITS)
+
+
+def _code_hash(salt: str, code: str) -> str:
+    return _hmac("email-code-check", salt, code)
+
+
+class EmailChangeThrottled(Exception):
+    """A code was mailed for this account too recently (see ``mail_throttled``)."""
+
+
+def request_email_change(user: User, password: str, new_email: str) -> EmailChangeRequest:
+    """Start an e-mail change: mail a code to the new address.
+
+    Choice for an address that already has an account: the code is mailed
+    anyway and the change is refused only at confirmation, to whoever holds the
+    code (the owner of that mailbox, who knows it has an account). The page
+    answers the same either way, so the form cannot probe for accounts.
+
+    Args:
+        user: the logged-in user.
+        password: the current password (a stolen session alone cannot move the
+            account to another mailbox).
+        new_email: normalised new address, different from the current one.
+
+    Returns:
+        The new request (any older open request of the user is deleted).
+
+    Raises:
+        WrongPassword: nothing is written.
+        EmailChangeThrottled: a code went out less than ``MAIL_THROTTLE_INTERVAL``
+            seconds ago, or ``MAIL_THROTTLE_PER_DAY`` today.
+    """
+    if not verify_password(user.password_hash, password):
+        raise WrongPassword()
+    if mail_throttled(EMAIL_CODE, user.id):
+        raise EmailChangeThrottled()
+    db.session.execute(delete(EmailChangeRequest).where(EmailChangeRequest.user_id == user.id))
+    salt = secrets.token_hex(16)
+    request = EmailChangeRequest(
+        user_id=user.id, new_email=new_email, code_salt=salt, code_hash="", attempts=0,
+        expires_at=utcnow() + timedelta(seconds=current_app.config["EMAIL_CHANGE_CODE_MAX_AGE"]))
+    request.code_hash = _code_hash(salt, code_for(request))
+    db.session.add(request)
+    db.session.flush()
+    row = outbox.add(EMAIL_CODE, new_email, user_id=user.id, context={"request_id": request.id})
+    db.session.commit()
+    outbox.publish([row.id])
+    return request
+
+
+@mail_kind(EMAIL_CODE)
+def _email_code_mail(row: OutboxMessage) -> Rendered:
+    """Code mail to the new address; the code is derived now from the request's
+    salt. A request deleted meanwhile (replaced) gives a mail saying so."""
+    request = db.session.get(EmailChangeRequest, row.context.get("request_id"))
+    code = code_for(request) if request is not None else None
+    minutes = current_app.config["EMAIL_CHANGE_CODE_MAX_AGE"] // 60
+    return Rendered(subject="Your Onboard confirmation code",
+                    context={"code": code, "minutes": minutes, "email": row.to_address,
+                             "account_link": external_url("account.account")})
+
+
+def open_request(user: User) -> EmailChangeRequest | None:
+    """The user's pending e-mail change, if any (expired or locked ones included,
+    so the page can say why a code no longer works)."""
+    return db.session.scalar(select(EmailChangeRequest).where(
+        EmailChangeRequest.user_id == user.id, EmailChangeRequest.confirmed_at.is_(None)))
+
+
+class CodeError(Exception):
+    """A code that cannot be used; ``reason`` is ``none``, ``expired``, ``locked``,
+    ``wrong`` or ``taken``; the message is fit to show."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def confirm_email_change(user: User, code: str) -> str:
+    """Change the user's address if ``code`` matches their open request.
+
+    The code is compared as an HMAC in constant time (``hmac.compare_digest``).
+    Each wrong code counts; after ``EMAIL_CHANGE_MAX_ATTEMPTS`` the request is
+    locked (NIST SP 800-63B: limit failed attempts on short codes). A notice goes
+    to the old address.
+
+    Returns:
+        The old address.
+
+    Raises:
+        CodeError: see its reasons; a wrong code only increments ``attempts``.
+    """
+    cfg = current_app.config
+    request = open_request(user)
+    if request is None:
+        raise CodeError("none", "There is no pending address change. Start again below.")
+    if request.attempts >= cfg["EMAIL_CHANGE_MAX_ATTEMPTS"]:
+        raise CodeError("locked", "Too many wrong codes. Ask for a new code below.")
+    if request.expires_at <= utcnow():
+        raise CodeError("expired", "This code has expired. Ask for a new code below.")
+    typed = "".join((code or "").split())
+    if not hmac.compare_digest(_code_hash(request.code_salt, typed), request.code_hash):
+        request.attempts += 1
+        left = cfg["EMAIL_CHANGE_MAX_ATTEMPTS"] - request.attempts
+        db.session.commit()
+        if left <= 0:
+            raise CodeError("locked", "Too many wrong codes. Ask for a new code below.")
+        raise CodeError("wrong", f"The code is not right. {left} tries left.")
+    if find_user(request.new_email) is not None:
+        db.session.delete(request)
+        db.session.commit()
+        raise CodeError("taken", "That address belongs to another account, so it cannot be "
+                                 "used. Nothing was changed.")
+    old = user.email
+    user.email = request.new_email
+    request.confirmed_at = utcnow()
+    row = outbox.add(EMAIL_CHANGED, old, user_id=user.id, context={"new_email": request.new_email})
+    try:
+        db.session.commit()
+    except IntegrityError as exc:  # someone took the address a moment ago
+        db.session.rollback()
+        raise CodeError("taken", "That address belongs to another account, so it cannot be "
+                                 "used. Nothing was changed.") from exc
+    outbox.publish([row.id])
+    return old
+
+
+@mail_kind(EMAIL_CHANGED)
+def _email_changed_mail(row: OutboxMessage) -> Rendered:
+    """Notice to the old address that the account moved to a new one."""
+    return Rendered(subject="Your Onboard e-mail address was changed",
+                    context={"email": row.to_address, "new_email": row.context.get("new_email"),
+                             "forgot_link": external_url("account.forgot_password")})
+
+
+@dataclass(frozen=True)
+class PendingChange:
+    """What the account page shows about an open e-mail change."""
+
+    new_email: str
+    expired: bool
+    locked: bool
+
+
+def pending_change(user: User) -> PendingChange | None:
+    """The open e-mail change of ``user`` for display, or ``None``."""
+    request = open_request(user)
+    if request is None:
+        return None
+    return PendingChange(new_email=request.new_email, expired=request.expires_at <= utcnow(),
+                         locked=request.attempts >= current_app.config["EMAIL_CHANGE_MAX_ATTEMPTS"])

@@ -1,0 +1,165 @@
+"""Account views: thin wrappers that validate forms and call :mod:`services`."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user
+from werkzeug.wrappers import Response
+
+from webapp.account import bp, captcha, services
+from webapp.account.forms import (ChangeEmailForm, ChangePasswordForm, ConfirmEmailForm,
+                                  ForgotForm, ResetForm)
+from webapp.auth.tokens import TokenError
+from webapp.extensions import limiter
+from webapp.ratelimit import limit
+
+# --- forgotten password --------------------------------------------------------------
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+@limit("RATELIMIT_MAIL")
+def forgot_password() -> str | tuple[str, int]:
+    """Ask for a reset link; the answer is the same whether the address has an
+    account or not, and whether or not the throttle let a mail go."""
+    form = ForgotForm()
+    if form.validate_on_submit():
+        services.request_password_reset(form.email.data)
+        return render_template("account/forgot_sent.html", email=form.email.data)
+    status = 400 if request.method == "POST" else 200
+    return render_template("account/forgot.html", form=form), status
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+@limit("RATELIMIT_RESET")
+def reset_password(token: str) -> str | Response | tuple[str, int]:
+    """Set a new password from a mailed link. An expired, used or forged link
+    answers 400 with a form to ask for a new one (nothing is sent by itself)."""
+    try:
+        services.check_reset_token(token)
+    except TokenError as exc:
+        return _reset_failed(exc)
+    form = ResetForm()
+    if form.validate_on_submit():
+        try:
+            services.reset_password(token, form.password.data)
+        except TokenError as exc:  # used by a concurrent request meanwhile
+            return _reset_failed(exc)
+        flash("Your password has been changed and every session was logged out. "
+              "Log in with the new password.", "success")
+        return redirect(url_for("auth.login"), code=303)
+    status = 400 if request.method == "POST" else 200
+    return render_template("account/reset.html", form=form, token=token), status
+
+
+def _reset_failed(exc: TokenError) -> tuple[str, int]:
+    return render_template("account/reset_failed.html", reason=exc.reason, message=str(exc),
+                           form=ForgotForm()), 400
+
+
+# --- the account page ----------------------------------------------------------------
+
+
+@bp.route("/account", methods=["GET", "POST"])
+@login_required
+@limiter.limit(lambda: current_app.config["RATELIMIT_CODE"], methods=["POST"],
+               exempt_when=lambda: "photo" in request.files)  # uploads have their own
+def account() -> Any:
+    """Profile, password change, e-mail change (and the avatar upload, handled by
+    ``webapp.uploads.views.avatar_upload`` when the POST carries a ``photo``).
+
+    The forms are told apart by their hidden ``action`` field.
+    """
+    if request.method == "POST" and "photo" in request.files:
+        from webapp.uploads.views import avatar_upload  # the uploads blueprint's view
+
+        return avatar_upload()
+    action = request.form.get("action") if request.method == "POST" else None
+    forms = {"password_form": ChangePasswordForm(formdata=None),
+             "email_form": ChangeEmailForm(formdata=None),
+             "code_form": ConfirmEmailForm(formdata=None)}
+    if action == "change_password":
+        forms["password_form"] = form = ChangePasswordForm()
+        if form.validate_on_submit():
+            try:
+                services.change_password(current_user, form.current_password.data,
+                                         form.password.data)
+            except services.WrongPassword:
+                form.current_password.errors.append("The current password is not right.")
+            else:
+                # The epoch changed: other sessions are out; keep this one in.
+                login_user(current_user._get_current_object())
+                flash("Your password has been changed. Other sessions were logged out.",
+                      "success")
+                return redirect(url_for("account.account"), code=303)
+    elif action == "change_email":
+        forms["email_form"] = form = ChangeEmailForm()
+        if form.validate_on_submit():
+            if form.new_email.data == current_user.email:
+                form.new_email.errors.append("That is already your address.")
+            else:
+                try:
+                    services.request_email_change(current_user, form.current_password.data,
+                                                  form.new_email.data)
+                except services.WrongPassword:
+                    form.current_password.errors.append("The current password is not right.")
+                except services.EmailChangeThrottled:
+                    form.form_errors.append("A code was sent a moment ago. Wait a minute "
+                                            "before asking again.")
+                else:
+                    flash(f"We sent a 6-digit code to {form.new_email.data}. Enter it below "
+                          "to change your address.", "info")
+                    return redirect(url_for("account.account"), code=303)
+    elif action == "confirm_email":
+        forms["code_form"] = form = ConfirmEmailForm()
+        if form.validate_on_submit():
+            try:
+                services.confirm_email_change(current_user, form.code.data)
+            except services.CodeError as exc:
+                form.code.errors.append(str(exc))
+            else:
+                flash(f"Your e-mail address is now {current_user.email}.", "success")
+                return redirect(url_for("account.account"), code=303)
+    elif request.method == "POST":
+        abort(400)
+    status = 400 if request.method == "POST" else 200
+    return render_template("account/account.html", pending=services.pending_change(current_user),
+                           **forms), status
+
+
+# --- captcha (sign-up) ---------------------------------------------------------------
+
+
+def _captcha_nonce() -> str:
+    nonce = request.args.get("n", "")
+    if not nonce or nonce != captcha.current_nonce():
+        abort(404)
+    return nonce
+
+
+def _no_store(resp: Response) -> Response:
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.get("/captcha/image.png")
+@limiter.limit(lambda: current_app.config["RATELIMIT_CAPTCHA"])
+def captcha_image() -> Response:
+    """The picture of the session's open challenge (``?n=<nonce>``); 404 otherwise."""
+    return _no_store(Response(captcha.image_png(_captcha_nonce()), mimetype="image/png"))
+
+
+@bp.get("/captcha/audio.wav")
+@limiter.limit(lambda: current_app.config["RATELIMIT_CAPTCHA"])
+def captcha_audio() -> Response:
+    """The same challenge spoken (the accessible alternative); 404 otherwise."""
+    return _no_store(Response(captcha.audio_wav(_captcha_nonce()), mimetype="audio/wav"))
+
+
+@bp.post("/captcha/new")
+@limiter.limit(lambda: current_app.config["RATELIMIT_CAPTCHA"])
+def captcha_new() -> Response:
+    """Start a new challenge (the refresh button; CSRF header from the form) and
+    answer JSON ``{"image": url, "audio": url}``."""
+    ctx = captcha.template_context()
+    return _no_store(jsonify(image=ctx["image_url"], audio=ctx["audio_url"]))

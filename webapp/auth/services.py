@@ -1,0 +1,165 @@
+"""Account services: the rules of sign-up, verification and log-in.
+
+Views stay thin: they validate forms and call these. Every function that writes
+commits its own transaction, then publishes mail tasks (after the commit, never
+before: a rolled-back row must not be mailed).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from webapp import outbox
+from webapp.auth import tokens
+from webapp.auth.passwords import hash_password, needs_rehash, verify_password
+from webapp.extensions import db
+from webapp.mail import Rendered, mail_kind
+from webapp.models import OutboxMessage, User, utcnow
+from webapp.urls import external_url
+
+VERIFY = "verify"
+
+
+class EmailTaken(Exception):
+    """An account with this address exists already."""
+
+
+def find_user(email: str) -> User | None:
+    """The user with this normalised address, or ``None``."""
+    return db.session.scalar(select(User).where(User.email == email))
+
+
+def register_user(email: str, password: str) -> User:
+    """Create an unverified account and queue its verification mail.
+
+    The user row and the outbox row commit in one transaction; the mail task is
+    published after the commit (see :mod:`webapp.outbox`).
+
+    Args:
+        email: normalised address (see ``forms.normalize_email``).
+        password: the plain password, already length-checked.
+
+    Returns:
+        The new :class:`User`.
+
+    Raises:
+        EmailTaken: the address is registered already; nothing is written.
+    """
+    if find_user(email) is not None:
+        raise EmailTaken(email)
+    user = User(email=email, password_hash=hash_password(password))
+    db.session.add(user)
+    try:
+        db.session.flush()
+        row = outbox.add(VERIFY, email, user_id=user.id)
+        db.session.commit()
+    except IntegrityError as exc:  # a concurrent sign-up won the unique index
+        db.session.rollback()
+        raise EmailTaken(email) from exc
+    outbox.publish([row.id])
+    return user
+
+
+def resend_verification(email: str) -> None:
+    """Queue a new verification mail if ``email`` names an unverified account.
+
+    Does nothing otherwise, nor when the per-account throttle says no (one resend
+    a minute, five a day, counted on earlier resends; the sign-up mail itself is
+    not counted, so someone who did not get it can ask at once); the caller
+    answers the same either way (no account enumeration).
+    """
+    from webapp.ratelimit import mail_throttled
+
+    user = find_user(email)
+    if user is None or user.is_verified:
+        return
+    if mail_throttled(VERIFY, user.id, only=lambda r: bool((r.context or {}).get("resend"))):
+        db.session.rollback()
+        return
+    row = outbox.add(VERIFY, email, user_id=user.id, context={"resend": True})
+    db.session.commit()
+    outbox.publish([row.id])
+
+
+@mail_kind(VERIFY)
+def _verify_mail(row: OutboxMessage) -> Rendered:
+    """Verification mail: a link with a token signed now, at send time.
+
+    The token's ``jti`` is derived from the outbox id, so each mail's link is
+    single use on its own and any of them verifies the account once.
+    """
+    token = tokens.make_token(VERIFY, {"uid": row.user_id, "email": row.to_address,
+                                       "jti": f"verify-{row.id}"})
+    hours = current_app.config["VERIFY_TOKEN_MAX_AGE"] // 3600
+    return Rendered(subject="Confirm your e-mail address for Onboard",
+                    context={"link": external_url("auth.verify", token=token), "hours": hours,
+                             "email": row.to_address})
+
+
+def verify_email(token: str) -> User:
+    """Verify the account named by a verification token, once.
+
+    Args:
+        token: the string from the mailed link.
+
+    Returns:
+        The verified user.
+
+    Raises:
+        tokens.TokenError: ``forged`` (bad signature or unknown user), ``expired``
+            (older than ``VERIFY_TOKEN_MAX_AGE`` seconds), or ``used`` (this link,
+            or the account, was verified already).
+    """
+    payload = tokens.read_token(VERIFY, token, current_app.config["VERIFY_TOKEN_MAX_AGE"])
+    user = db.session.get(User, payload.get("uid"))
+    if user is None or user.email != payload.get("email"):
+        raise tokens.TokenError("forged", "This link is not valid.")
+    if user.is_verified or tokens.is_used(payload["jti"]):
+        raise tokens.TokenError("used", "This link has already been used.")
+    tokens.mark_used(VERIFY, payload["jti"])
+    user.verified_at = utcnow()
+    db.session.commit()
+    return user
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """Outcome of :func:`authenticate`: ``user`` is set when the password matched;
+    ``ok`` only when the account is also verified."""
+
+    user: User | None
+    ok: bool
+
+
+def authenticate(email: str, password: str) -> LoginResult:
+    """Check an address and password.
+
+    A wrong address costs one argon2 verification like a wrong password, so the
+    answer time does not tell whether an account exists. A matching password on
+    an unverified account gives ``LoginResult(user, ok=False)``.
+    """
+    user = find_user(email)
+    if not verify_password(user.password_hash if user else None, password) or user is None:
+        return LoginResult(None, False)
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    if not user.is_verified:
+        db.session.commit()
+        return LoginResult(user, False)
+    user.last_login_at = utcnow()
+    db.session.commit()
+    return LoginResult(user, True)
+
+
+def load_user(session_id: str) -> User | None:
+    """Flask-Login user loader for ids made by ``User.get_id`` (``"<id>.<epoch>"``)."""
+    user_id, _, epoch = session_id.partition(".")
+    if not user_id.isdigit() or not epoch.isdigit():
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or user.session_epoch != int(epoch) or not user.is_verified:
+        return None
+    return user

@@ -1,0 +1,156 @@
+"""Purges: unverified accounts, spent tokens, orphaned media files.
+
+All three are naturally idempotent (a second run finds nothing left to delete).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import delete, select
+
+from webapp import models
+from webapp.extensions import db
+from webapp.models import OutboxMessage, UsedToken, User, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def purge_unverified(ttl_days: int | None = None) -> int:
+    """Delete accounts still unverified ``ttl_days`` after sign-up, with their mails.
+
+    Their outbox rows are deleted too (the FK would only SET NULL): they hold the
+    address of someone who never confirmed it, and nothing needs them any more
+    (statistics of past days are already stored in ``daily_stats``). A pending
+    mail whose row is gone is skipped by the send task (``"missing"``).
+
+    Args:
+        ttl_days: days an account may stay unverified; ``UNVERIFIED_TTL_DAYS``
+            (default 7) when ``None``.
+
+    Returns:
+        How many accounts were deleted.
+    """
+    days = current_app.config["UNVERIFIED_TTL_DAYS"] if ttl_days is None else ttl_days
+    cutoff = utcnow() - timedelta(days=days)
+    stale = (select(User.id)
+             .where(User.verified_at.is_(None), User.created_at < cutoff)
+             .scalar_subquery())
+    db.session.execute(delete(OutboxMessage).where(OutboxMessage.user_id.in_(stale)))
+    result = db.session.execute(
+        delete(User).where(User.verified_at.is_(None), User.created_at < cutoff))
+    db.session.commit()
+    count = result.rowcount or 0
+    if count:
+        log.info("purged %d account(s) unverified for %d day(s)", count, days)
+    return count
+
+
+def longest_token_lifetime(config: Any) -> int:
+    """The longest lifetime of any signed token, in seconds.
+
+    Reads every ``*_MAX_AGE`` setting in seconds (``VERIFY_TOKEN_MAX_AGE``,
+    ``PASSWORD_RESET_MAX_AGE`` and whatever other features add), so a used
+    token is kept as long as it could still be presented with a valid signature.
+    """
+    ages = [int(v) for k, v in config.items()
+            if k.endswith("_MAX_AGE") and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return max(ages, default=24 * 3600)
+
+
+def purge_tokens() -> int:
+    """Delete ``used_tokens`` rows older than the longest token lifetime.
+
+    Such a token's signature has expired, so it is refused as ``expired``
+    whether or not its ``jti`` is remembered; the row is dead weight. (Expired
+    unused tokens are stateless, itsdangerous signatures: nothing is stored.)
+
+    Returns:
+        How many rows were deleted.
+    """
+    lifetime = longest_token_lifetime(current_app.config)
+    cutoff = utcnow() - timedelta(seconds=lifetime)
+    result = db.session.execute(delete(UsedToken).where(UsedToken.used_at < cutoff))
+    db.session.commit()
+    count = result.rowcount or 0
+    if count:
+        log.info("purged %d used token(s) older than %d s", count, lifetime)
+    return count
+
+
+def referenced_media_paths() -> set[str]:
+    """Storage keys (paths relative to ``MEDIA_ROOT``) of every file an upload row
+    references: ``uploads.original_key`` and ``upload_derivatives.storage_key``.
+
+    Returns:
+        The normalised keys.
+    """
+    keys: set[str] = set()
+    keys.update(db.session.scalars(
+        select(models.Upload.original_key).where(models.Upload.original_key.is_not(None))))
+    keys.update(db.session.scalars(select(models.UploadDerivative.storage_key)))
+    db.session.rollback()
+    return {os.path.normpath(k) for k in keys if k}
+
+
+def purge_orphan_files(root: Path, referenced: set[str], min_age: float,
+                       now: float | None = None) -> list[str]:
+    """Delete files under ``root`` that are not in ``referenced`` and older than ``min_age``.
+
+    Args:
+        root: the media folder.
+        referenced: paths relative to ``root`` that must stay.
+        min_age: seconds since the last modification before a file may go;
+            spares a file being stored right now whose row is not committed yet.
+        now: the current epoch time in seconds (``time.time()`` when ``None``).
+
+    Returns:
+        The relative paths deleted. Empty folders older than ``min_age`` are
+        removed too (so a folder emptied now goes on the next run).
+    """
+    now = time.time() if now is None else now
+    deleted: list[str] = []
+    if not root.is_dir():
+        return deleted
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            path = Path(dirpath, name)
+            rel = os.path.normpath(path.relative_to(root).as_posix())
+            try:
+                if rel in referenced or now - path.stat().st_mtime < min_age:
+                    continue
+                path.unlink()
+            except FileNotFoundError:  # another purge got there first
+                continue
+            deleted.append(rel)
+        folder = Path(dirpath)
+        # An emptied folder goes only once it too is older than min_age (deleting
+        # a file refreshes its folder's mtime), so a folder storage just made for
+        # a new file is never pulled from under it. Hidden folders (the storage's
+        # ".tmp" scratch root) stay.
+        if folder != root and not folder.name.startswith("."):
+            try:
+                if now - folder.stat().st_mtime >= min_age:
+                    folder.rmdir()  # fails unless empty
+            except OSError:
+                pass
+    return deleted
+
+
+def purge_orphan_media() -> int:
+    """Delete media files no upload row references, older than ``ORPHAN_MEDIA_MIN_AGE``.
+
+    Returns:
+        How many files were deleted.
+    """
+    referenced = referenced_media_paths()
+    cfg = current_app.config
+    deleted = purge_orphan_files(Path(cfg["MEDIA_ROOT"]), referenced, cfg["ORPHAN_MEDIA_MIN_AGE"])
+    if deleted:
+        log.info("purged %d orphaned media file(s)", len(deleted))
+    return len(deleted)

@@ -1,0 +1,238 @@
+"""Transactional outbox for mail.
+
+A change that causes a mail (a sign-up, say) adds an :class:`OutboxMessage` in the
+same transaction (:func:`add`). After the commit the web process publishes the
+send task at once (:func:`publish`, the fast path); if the broker is down the row
+simply stays unpublished and :func:`relay_unpublished`, run by celery beat,
+publishes it later. So a committed row always ends up published, and a rolled-back
+one never is.
+
+A row published long ago yet neither sent nor failed lost its message (a queue
+deleted under a live producer, a message dead-lettered after too many
+redeliveries): the relay republishes it after ``OUTBOX_REPUBLISH_AFTER`` seconds,
+which is safe because sending is idempotent per row (:func:`webapp.mail.deliver`).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import and_, or_, select, update
+
+from webapp.extensions import db
+from webapp.models import OutboxMessage, utcnow
+
+log = logging.getLogger(__name__)
+
+SEND_TASK = "webapp.tasks.mail.send_mail"
+#: A row whose message was lost this many times is marked failed, not republished.
+MAX_PUBLISHES = 5
+
+_pause_lock = threading.Lock()
+
+
+def _pause_state() -> dict[str, float]:
+    """Per app (so per process in production): after a failed publish, don't
+    try again before the monotonic time ``until``."""
+    return current_app.extensions.setdefault("outbox_publish_pause", {"until": 0.0})
+
+
+def add(kind: str, to_address: str, *, user_id: int | None = None,
+        context: dict[str, Any] | None = None) -> OutboxMessage:
+    """Add an outbox row to the current session; the caller commits.
+
+    Args:
+        kind: mail kind, registered in :mod:`webapp.mail` (e.g. ``"verify"``).
+        to_address: recipient address, already normalised.
+        user_id: the user the mail is about, if any.
+        context: JSON-serialisable values for the mail builder.
+
+    Returns:
+        The pending row (its ``id`` is set once flushed).
+    """
+    row = OutboxMessage(kind=kind, to_address=to_address, user_id=user_id,
+                        context=context or {})
+    db.session.add(row)
+    return row
+
+
+def broker_paused() -> bool:
+    """True while publishing is paused after a broker failure (this app)."""
+    return time.monotonic() < _pause_state()["until"]
+
+
+def _publisher() -> ThreadPoolExecutor:
+    """This app's publishing thread, made per process (a forked worker child
+    must not inherit an executor whose thread stayed in the parent)."""
+    key = f"outbox_publisher_{os.getpid()}"
+    executor = current_app.extensions.get(key)
+    if executor is None:
+        executor = current_app.extensions[key] = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="outbox-publish")
+    return executor
+
+
+def _send_all(celery: Any, ids: list[int], done: list[int], wait: float) -> None:
+    for outbox_id in ids:
+        # retry=False: answer the page now; the relay retries later.
+        celery.send_task(SEND_TASK, args=[outbox_id], retry=False,
+                         timeout=wait, confirm_timeout=wait)
+        done.append(outbox_id)
+
+
+def publish(outbox_ids: Iterable[int]) -> list[int]:
+    """Publish the send task for each committed outbox row and mark it published.
+
+    Call only after the commit that wrote the rows. Publishing waits for the
+    broker's confirm (``confirm_publish``) but never retries (``retry=False``)
+    and gives up after ``OUTBOX_PUBLISH_TIMEOUT`` seconds without a confirm (for
+    one row, the longest a page waits). It runs on a helper thread because a
+    broker blocked by a memory or disk alarm accepts connections but can stall
+    a publish, and kombu's clean-up of it, with no timeout of its own.
+
+    A failure or time-out is logged, not raised, so a page never fails because
+    the broker is down: the relay catches up (a publish that finishes late only
+    adds a duplicate task, which finds its row sent). After a failure this app
+    skips publishing for ``OUTBOX_PUBLISH_PAUSE`` seconds, so a dead broker
+    costs one time-out, not one per page.
+
+    Args:
+        outbox_ids: ids of committed rows.
+
+    Returns:
+        The ids that were published (``published_at`` set, ``publish_count``
+        incremented, committed).
+    """
+    ids = list(outbox_ids)
+    if not ids:
+        return []
+    if broker_paused():
+        log.info("outbox %s left for the relay (broker failed recently)", ids)
+        return []
+    cfg = current_app.config
+    celery = current_app.extensions["celery"]
+    wait = cfg["OUTBOX_PUBLISH_TIMEOUT"]
+    sent: list[int] = []
+    future = _publisher().submit(_send_all, celery, ids, sent, wait)
+    error: BaseException | None = None
+    progress = 0
+    while True:  # give up after `wait` seconds without one more confirm
+        try:
+            future.result(timeout=wait)
+            break
+        except FutureTimeout:
+            if len(sent) == progress:
+                error = TimeoutError(f"no confirm within {wait}s")
+                break
+            progress = len(sent)
+        except Exception as exc:  # kombu raises several types for a dead broker
+            error = exc
+            break
+    done = list(sent)  # a late publish after a time-out is left to the relay
+    if error is not None:
+        with _pause_lock:
+            _pause_state()["until"] = time.monotonic() + cfg["OUTBOX_PUBLISH_PAUSE"]
+        log.warning("outbox %s not published (%s: %s); the relay will retry",
+                    [i for i in ids if i not in done], type(error).__name__, error)
+    if done:
+        db.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(done))
+            .values(published_at=utcnow(), publish_count=OutboxMessage.publish_count + 1)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+    return done
+
+
+def relay_unpublished(older_than: float, limit: int = 500) -> int:
+    """Publish outbox rows the fast path missed, and republish lost ones.
+
+    Picks rows neither sent nor failed that are either unpublished for more than
+    ``older_than`` seconds, or published more than ``OUTBOX_REPUBLISH_AFTER``
+    seconds ago and not claimed by a send in the last ``MAIL_CLAIM_TIMEOUT``
+    seconds (their message was lost). A lost row already published
+    :data:`MAX_PUBLISHES` times is marked failed instead.
+
+    On PostgreSQL the rows are locked with ``FOR UPDATE SKIP LOCKED`` until the
+    publish commits, so concurrent relays never publish the same row (tested
+    with two relays at once). SQLite ignores the clause: run a single relay
+    (one celery beat); a second one could publish a row twice, which costs a
+    task that finds the row sent and does nothing.
+
+    Args:
+        older_than: seconds a row may wait for the web's fast path first.
+        limit: most rows handled in one call.
+
+    Returns:
+        How many rows were published.
+    """
+    cfg = current_app.config
+    now = utcnow()
+    cutoff = now - timedelta(seconds=older_than)
+    lost_cutoff = now - timedelta(seconds=cfg["OUTBOX_REPUBLISH_AFTER"])
+    claim_cutoff = now - timedelta(seconds=cfg["MAIL_CLAIM_TIMEOUT"])
+    rows = db.session.execute(
+        select(OutboxMessage.id, OutboxMessage.publish_count)
+        .where(OutboxMessage.sent_at.is_(None),
+               OutboxMessage.failed_at.is_(None),
+               or_(and_(OutboxMessage.published_at.is_(None),
+                        OutboxMessage.created_at < cutoff),
+                   and_(OutboxMessage.published_at < lost_cutoff,
+                        or_(OutboxMessage.claimed_at.is_(None),
+                            OutboxMessage.claimed_at < claim_cutoff))))
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not rows:
+        db.session.rollback()
+        return 0
+    give_up = [r.id for r in rows if r.publish_count >= MAX_PUBLISHES]
+    if give_up:
+        db.session.execute(
+            update(OutboxMessage).where(OutboxMessage.id.in_(give_up))
+            .values(failed_at=now, claimed_at=None,
+                    last_error=f"message lost {MAX_PUBLISHES} times (never sent nor failed)")
+            .execution_options(synchronize_session=False))
+        log.error("outbox %s: messages lost %s times, marked failed", give_up, MAX_PUBLISHES)
+    republished = [r.id for r in rows if 0 < r.publish_count < MAX_PUBLISHES]
+    if republished:
+        log.warning("outbox %s: published over %ss ago and never sent: republishing",
+                    republished, cfg["OUTBOX_REPUBLISH_AFTER"])
+    ids = [r.id for r in rows if r.publish_count < MAX_PUBLISHES]
+    published = publish(ids)  # commits, which also releases the row locks
+    db.session.commit()
+    return len(published)
+
+
+def requeue(outbox_id: int) -> bool:
+    """Clear a failed row's failure and publish it again (operator's retry).
+
+    Args:
+        outbox_id: primary key of a failed :class:`OutboxMessage`.
+
+    Returns:
+        True when the row was failed and is now queued (or left for the relay
+        if the broker is down); False when it is missing or not failed.
+    """
+    changed = db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == outbox_id, OutboxMessage.failed_at.is_not(None),
+               OutboxMessage.sent_at.is_(None))
+        .values(failed_at=None, claimed_at=None, published_at=None, publish_count=0)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    if changed != 1:
+        return False
+    publish([outbox_id])
+    return True

@@ -1,0 +1,138 @@
+"""Upload views: thin wrappers that validate forms and call :mod:`services`.
+
+The web never decodes an image: it reads the header (:func:`webapp.imaging.sniff`),
+stores the file and leaves the work to the ``images`` workers.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import (abort, current_app, flash, jsonify, redirect, render_template, request,
+                   send_from_directory, url_for)
+from flask_login import current_user, login_required
+from werkzeug.wrappers import Response
+
+from webapp.errors import error_response, wants_json
+from webapp.extensions import limiter
+from webapp.imaging import ImageRejected
+from webapp.uploads import bp, services
+from webapp.uploads.forms import DeleteForm, PhotoForm
+from webapp.uploads.storage import DERIVATIVES
+
+#: The account page (DESIGN.md routes); its view calls :func:`avatar_upload`.
+ACCOUNT_PATH = "/account"
+
+
+def _accept(form: PhotoForm, purpose: str) -> int | None:
+    """Validate ``form`` and create the upload; returns its id, or None with the
+    reason appended to ``form.photo.errors``."""
+    if not form.validate_on_submit():
+        return None
+    try:
+        return services.create_upload(current_user.id, form.photo.data, purpose).id
+    except ImageRejected as exc:
+        form.photo.errors = [*form.photo.errors, exc.reason]
+        return None
+
+
+def _first_error(form: PhotoForm) -> str:
+    errors = list(form.photo.errors) + [e for f in form for e in f.errors if f is not form.photo]
+    return errors[0] if errors else "The upload could not be accepted."
+
+
+def _user_key() -> str:
+    """Rate-limit key: the logged-in user, so one account cannot flood the workers."""
+    return f"user:{current_user.id}"
+
+
+@bp.route("/uploads", methods=["GET", "POST"])
+@login_required
+@limiter.limit(lambda: current_app.config["UPLOAD_RATE_LIMIT"], key_func=_user_key,
+               methods=["POST"])
+def index() -> str | Response | tuple[str | Response, int]:
+    """The user's photos and the upload form; a good upload answers 303 to its page.
+
+    A refused file re-renders the form with the reason (400), or answers a JSON
+    error when the client asks for JSON.
+    """
+    form = PhotoForm()
+    status = 200
+    if request.method == "POST":
+        upload_id = _accept(form, "photo")
+        if upload_id is not None:
+            return redirect(url_for("uploads.show", upload_id=upload_id), code=303)
+        if wants_json():
+            return error_response(400, _first_error(form), "invalid_upload")
+        status = 400
+    return render_template("uploads/index.html", form=form, delete_form=DeleteForm(),
+                           uploads=services.list_for(current_user.id)), status
+
+
+@bp.get("/uploads/<int:upload_id>")
+@login_required
+def show(upload_id: int) -> str | Response:
+    """One upload: HTML that polls for live status, or the JSON status document."""
+    upload = services.get_owned(current_user.id, upload_id)
+    if upload is None:
+        abort(404)
+    data = services.to_json(upload)
+    if wants_json():
+        response = jsonify(data)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    return render_template("uploads/show.html", upload=upload, data=data,
+                           delete_form=DeleteForm())
+
+
+@bp.post("/uploads/<int:upload_id>/delete")
+@login_required
+def delete(upload_id: int) -> Response:
+    """Delete an upload and its files (POST with CSRF); another user's gives 404."""
+    upload = services.get_owned(current_user.id, upload_id)
+    if upload is None:
+        abort(404)
+    if not DeleteForm().validate_on_submit():
+        abort(400)
+    services.delete_upload(upload)
+    flash("The photo and its files were deleted.", "info")
+    return redirect(url_for("uploads.index"), code=303)
+
+
+@bp.get("/media/<path:path>")
+def media(path: str) -> Response:
+    """Serve a stored derivative (development; a CDN or static server in production).
+
+    Only ``derivatives/`` is served: originals keep the camera's metadata.
+    ``send_from_directory`` refuses paths that leave the folder (404).
+    Derivative names carry a random token, so they cannot be guessed from ids.
+    """
+    prefix, _, rest = path.partition("/")
+    if prefix != DERIVATIVES or not rest:
+        abort(404)
+    folder = Path(current_app.config["MEDIA_ROOT"]) / DERIVATIVES
+    return send_from_directory(folder, rest, max_age=3600)
+
+
+def avatar_upload() -> Response | tuple[str | Response, int]:
+    """Handle an avatar upload POSTed to ``/account`` (field ``photo`` + ``csrf_token``).
+
+    Called by the account view when the POST carries a ``photo`` file; needs a
+    logged-in user. On success: 303 back to ``/account`` (the avatar appears once
+    the worker is done). On a refused file: the avatar form re-rendered with the
+    reason, status 400 (a JSON error when the client asks for JSON).
+    """
+    if not current_user.is_authenticated:
+        abort(401)
+    form = PhotoForm()
+    if _accept(form, "avatar") is not None:
+        flash("Your new avatar is being prepared; it appears here in a moment.", "info")
+        return redirect(ACCOUNT_PATH, code=303)
+    if wants_json():
+        return error_response(400, _first_error(form), "invalid_upload")
+    return render_template("uploads/avatar.html", avatar_errors=[_first_error(form)]), 400
+
+
+@bp.app_context_processor
+def _avatar_helpers() -> dict[str, object]:
+    """``avatar_for(user)`` for ``templates/uploads/_avatar.html`` on any page."""
+    return {"avatar_for": services.avatar_for}
