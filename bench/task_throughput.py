@@ -3,8 +3,8 @@
 Compares, on the same broker vhost and database:
 
 * real ``webapp.tasks.mail.send_mail`` tasks on outbox rows (render, SMTP to a
-  sink that accepts at once, mark sent), results stored as configured
-  (``db+`` result backend);
+  sink that accepts at once, mark sent), results as configured (``send_mail``
+  sets ``ignore_result``: the outbox row is the record, so no result row);
 * a bench-only no-op task with no result (``bench.bench_tasks.noop``), the
   Celery baseline for the same worker settings;
 * raw kombu publish/consume on the same broker, the ceiling;
@@ -135,9 +135,18 @@ def run_noop(stack: Stack, node: str, n: int, timeout: float = 60) -> tuple[floa
     return n / secs, pub
 
 
+def mail_keeps_results() -> bool:
+    """Whether ``send_mail`` as configured stores a result row (its own
+    ``ignore_result`` wins over ``task_ignore_result``)."""
+    from webapp.tasks.mail import send_mail
+
+    return not send_mail.ignore_result
+
+
 def run_mail(stack: Stack, node: str, n: int, keep_results: bool, timeout: float = 60) -> float:
     """Returns the rate (/s) of ``n`` real send_mail tasks, counted as sent rows
-    (and written result rows when results are kept)."""
+    (and written result rows when results are kept and the task stores them)."""
+    keep_results = keep_results and mail_keeps_results()
     ids = make_outbox_rows(stack, n)
     results_before = result_count(stack)
     publish(stack, SEND, [[i] for i in ids], "mail")
