@@ -224,13 +224,17 @@ class Stack:
         return self
 
     def start_worker(self, concurrency: int = 2, queues: str = "mail,images,celery",
-                     extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """Start a real ``celery worker`` on this stack and wait until it answers ping."""
+                     extra_env: dict[str, str] | None = None,
+                     include: str | None = None) -> subprocess.Popen[bytes]:
+        """Start a real ``celery worker`` on this stack and wait until it answers ping.
+
+        ``include``: extra task modules (``--include``), e.g. a test's own tasks."""
         node = f"w{len(self.workers)}-{self.name}@%h"
         log = open(self.tmp / f"worker{len(self.workers)}.log", "ab")
         proc = subprocess.Popen(
             [CELERY, "-A", "celery_app", "worker", "-Q", queues, "-c", str(concurrency),
-             "-n", node, "--without-mingle", "--without-gossip", "--loglevel=INFO", "-E"],
+             "-n", node, "--without-mingle", "--without-gossip", "--loglevel=INFO", "-E",
+             *(["--include", include] if include else [])],
             cwd=ROOT, env={**self.env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
         self.workers.append(proc)
