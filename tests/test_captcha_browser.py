@@ -21,6 +21,15 @@ def live(sqlite_stack: Stack) -> Iterator[tuple[str, Any]]:
         yield url, app
 
 
+def console_errors(page: Any) -> list[str]:
+    """A list that fills with the page's console errors: CSP violations and script
+    errors show there (the favicon's 404 is not ours to judge)."""
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error"
+            and not (m.location or {}).get("url", "").endswith("/favicon.ico") else None)
+    return problems
+
+
 def test_captcha_refresh_in_browser(live: tuple[str, Any]) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -31,11 +40,7 @@ def test_captcha_refresh_in_browser(live: tuple[str, Any]) -> None:
         browser = launch_chromium(p)
         try:
             page = browser.new_page()
-            problems: list[str] = []
-            # CSP violations and script errors are console errors (the favicon's
-            # 404 is not ours to judge).
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error"
-                    and not (m.location or {}).get("url", "").endswith("/favicon.ico") else None)
+            problems = console_errors(page)
             page.goto(base + "/register")
             img = page.locator("#captcha-image")
             first = img.get_attribute("src")
@@ -80,9 +85,7 @@ def test_account_pages_clean_under_csp(live: tuple[str, Any], sqlite_stack: Stac
         browser = launch_chromium(p)
         try:
             page = browser.new_page()
-            problems: list[str] = []
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error"
-                    and not (m.location or {}).get("url", "").endswith("/favicon.ico") else None)
+            problems = console_errors(page)
             page.goto(base + "/password/forgot")
             expect(page.locator("#forgot-form")).to_be_visible()
             page.goto(base + "/login")
