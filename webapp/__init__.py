@@ -58,6 +58,8 @@ def register_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
     if not app.debug and not app.testing:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        # Alembic announces each of its plugins at INFO whenever Flask-Migrate loads it.
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def register_extensions(app: Flask) -> None:
