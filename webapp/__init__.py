@@ -45,6 +45,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def register_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
+    """Load :func:`webapp.config.from_env`, apply ``overrides`` (``CELERY`` is merged
+    key by key), check it (:func:`webapp.config.check` raises ``RuntimeError`` on an
+    unsafe production setting), create the instance and media folders."""
     settings = config_module.from_env()
     for key, value in (overrides or {}).items():
         if key == "CELERY":
@@ -63,6 +66,8 @@ def register_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
 
 
 def register_extensions(app: Flask) -> None:
+    """Bind SQLAlchemy, Flask-Migrate, Flask-Mail, CSRF, Flask-Login, Flask-Limiter and
+    the Celery app (``app.extensions["celery"]``) to ``app``."""
     from webapp.extensions import celery_init_app, csrf, db, limiter, login_manager, mail, migrate
 
     db.init_app(app)
@@ -75,6 +80,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    """Mount every blueprint; ``/dev/mail`` only in development with a Maildir."""
     from webapp import devmail, health, main, metrics
     from webapp.account import bp as account_bp
     from webapp.auth import bp as auth_bp
@@ -91,6 +97,7 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_errors(app: Flask) -> None:
+    """Error pages/JSON errors and the security headers on every response."""
     from webapp import errors, security
 
     errors.register(app)
@@ -98,6 +105,7 @@ def register_errors(app: Flask) -> None:
 
 
 def register_cli(app: Flask) -> None:
+    """The ``flask`` commands for operators (see README, *Features in depth*)."""
     from webapp import cli, ops_cli, outbox_cli
 
     cli.register(app)

@@ -30,6 +30,7 @@ class _Env:
         self.environ = environ
 
     def str(self, name: str, default: str) -> str:
+        """The variable as text, or ``default`` when unset or empty."""
         raw = self.environ.get(name, "")
         return raw if raw != "" else default
 

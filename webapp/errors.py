@@ -41,6 +41,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError) -> tuple[Response | str, int]:
+        """400 for a missing or stale CSRF token, with what to do about it."""
         return error_response(400, "The form has expired or was not sent from this site. "
                                    "Go back, reload the page and try again.", "csrf")
 
@@ -58,6 +59,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response | str, int]:
+        """Any other HTTP error as a page or JSON (see :func:`error_response`);
+        413 names the configured size cap."""
         status = exc.code or 500
         if status == 413:  # name the limit, e.g. "The file is larger than 20 MiB."
             limit = app.config.get("MAX_CONTENT_LENGTH") or 0
@@ -67,5 +70,6 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def server_error(exc: Exception) -> tuple[Response | str, int]:
+        """Log the traceback; show a plain 500 without internals."""
         app.logger.exception("unhandled error: %s", exc)
         return error_response(500, MESSAGES[500])

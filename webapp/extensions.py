@@ -74,6 +74,8 @@ def celery_init_app(app: Flask) -> Celery:
     """
 
     class FlaskTask(Task):
+        """A task that runs inside this Flask app's context."""
+
         def __call__(self, *args: object, **kwargs: object) -> object:
             with app.app_context():
                 return self.run(*args, **kwargs)

@@ -82,6 +82,7 @@ class OnboardCollector:
         self.app = app
 
     def collect(self) -> Iterator[Metric]:
+        """prometheus-client's collector hook, called at each scrape of ``/metrics``."""
         messages = GaugeMetricFamily("onboard_queue_messages", "Messages ready in a queue.",
                                      labels=["queue"])
         consumers = GaugeMetricFamily("onboard_queue_consumers", "Consumers of a queue.",

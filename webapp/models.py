@@ -68,6 +68,7 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
 
     @property
     def is_verified(self) -> bool:
+        """True once the address was confirmed by the mailed link."""
         return self.verified_at is not None
 
     def get_id(self) -> str:

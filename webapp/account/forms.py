@@ -23,16 +23,22 @@ def _current_password() -> PasswordField:
 
 
 class ForgotForm(FlaskForm):
+    """``/password/forgot``: the address to mail a reset link to."""
+
     email = EmailField("E-mail", validators=[DataRequired(message="Enter your e-mail address."),
                                              Length(max=320), EmailAddress()])
 
 
 class ResetForm(FlaskForm):
+    """``/password/reset/<token>``: the new password, twice."""
+
     password = password_field("New password")
     password_confirm = _confirm_field()
 
 
 class ChangePasswordForm(FlaskForm):
+    """``/account``: current password, new password twice."""
+
     action = HiddenField(default="change_password", validators=[AnyOf(["change_password"])])
     current_password = _current_password()
     password = password_field("New password")
@@ -40,6 +46,8 @@ class ChangePasswordForm(FlaskForm):
 
 
 class ChangeEmailForm(FlaskForm):
+    """``/account``: the new address (a code is mailed there) and the current password."""
+
     action = HiddenField(default="change_email", validators=[AnyOf(["change_email"])])
     new_email = EmailField("New e-mail address", validators=[
         DataRequired(message="Enter the new address."), Length(max=320), EmailAddress()])
@@ -47,6 +55,8 @@ class ChangeEmailForm(FlaskForm):
 
 
 class ConfirmEmailForm(FlaskForm):
+    """``/account``: the 6-digit code mailed to the new address."""
+
     action = HiddenField(default="confirm_email", validators=[AnyOf(["confirm_email"])])
     code = StringField("Code from the mail", validators=[
         DataRequired(message="Enter the 6-digit code."),

@@ -38,6 +38,8 @@ class EmailAddress:
 
 
 def password_field(label: str) -> PasswordField:
+    """A new-password field: required, ``PASSWORD_MIN``-``PASSWORD_MAX`` characters
+    (NIST SP 800-63B: length, no composition rules)."""
     return PasswordField(label, validators=[
         DataRequired(message="Enter a password."),
         Length(min=PASSWORD_MIN, max=PASSWORD_MAX,
@@ -46,6 +48,8 @@ def password_field(label: str) -> PasswordField:
 
 
 class RegisterForm(FlaskForm):
+    """``/register``: e-mail (normalised), password twice; CSRF from Flask-WTF."""
+
     email = EmailField("E-mail", validators=[DataRequired(message="Enter your e-mail address."),
                                              Length(max=320), EmailAddress()])
     password = password_field("Password")
@@ -56,6 +60,8 @@ class RegisterForm(FlaskForm):
 
 
 class LoginForm(FlaskForm):
+    """``/login``: e-mail and password."""
+
     email = EmailField("E-mail", validators=[DataRequired(message="Enter your e-mail address."),
                                              Length(max=320), EmailAddress()])
     password = PasswordField("Password", validators=[DataRequired(message="Enter your password."),
@@ -63,6 +69,8 @@ class LoginForm(FlaskForm):
 
 
 class ResendForm(FlaskForm):
+    """``/verify/resend``: the address to send a new link to."""
+
     email = EmailField("E-mail", validators=[DataRequired(message="Enter your e-mail address."),
                                              Length(max=320), EmailAddress()])
 

@@ -91,6 +91,7 @@ class LocalStorage:
         yield path
 
     def exists(self, key: str) -> bool:
+        """True if a file is stored under ``key``."""
         return self._path(key).is_file()
 
     def delete(self, key: str) -> None:
