@@ -266,7 +266,20 @@ class Counts:
         line = (f"[{self.name}] attempted={self.attempted} answered={self.answered}{mails}"
                 + (f" {extra}" if extra else ""))
         print("\n" + line)
+        REPORTED.append(line)
         return line
+
+
+#: Every count line of this run, repeated at the end of pytest's output.
+REPORTED: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Show the Jepsen-style counts in the summary (pytest captures test output)."""
+    if REPORTED:
+        terminalreporter.section("fault counts")
+        for line in REPORTED:
+            terminalreporter.write_line(line)
 
 
 def message_ids(stack: Stack) -> list[str]:

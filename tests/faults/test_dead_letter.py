@@ -14,6 +14,7 @@ from typing import Any
 from kombu import Connection
 
 from tests.conftest import new_email, register
+from tests.faults.conftest import Counts
 from tests.stack import Stack, wait_until
 
 LIMIT = 2
@@ -46,8 +47,9 @@ def test_poison_message_is_dead_lettered_after_the_delivery_limit(tmp_path: Path
         message = take_one(stack.broker_url, "mail.dlq")
         headers = message.properties.get("application_headers") or {}
         death = (headers.get("x-death") or [{}])[0]
-        print(f"\n[poison] deliveries={len(deliveries)} pool_pids={len(set(deliveries))} "
-              f"dead-lettered from {death.get('queue')} reason={death.get('reason')}")
+        Counts("poison-message", attempted=1, extra={
+            "deliveries": len(deliveries), "pool_processes_killed": len(set(deliveries)),
+            "dead_lettered_from": death.get("queue"), "reason": death.get("reason")}).report()
 
         # Delivered once, then redelivered LIMIT times, each time killing a pool process.
         assert len(deliveries) == LIMIT + 1
