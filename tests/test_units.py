@@ -1,40 +1,16 @@
-"""Unit tests of logic only (no broker, no worker): config, passwords, tokens."""
+"""Unit tests of logic only (no broker, no worker): passwords, tokens, proxies.
+
+Configuration has its own file, ``tests/test_config.py``."""
 from __future__ import annotations
 
 import pytest
 from argon2 import extract_parameters
 from argon2.low_level import Type
 
+from tests.unit_config import TEST_CONFIG
 from webapp import create_app
 from webapp.auth import passwords, tokens
-from webapp.config import TEST_CONFIG, check, from_env
 from webapp.extensions import db
-
-
-def test_from_env_defaults_and_overrides() -> None:
-    cfg = from_env({})
-    assert cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
-    assert cfg["CELERY"]["result_backend"] == "db+" + cfg["SQLALCHEMY_DATABASE_URI"]
-    assert cfg["CELERY"]["accept_content"] == ["json"]
-    assert cfg["CELERY"]["task_acks_late"] and cfg["CELERY"]["task_reject_on_worker_lost"]
-    assert cfg["SESSION_COOKIE_SECURE"] is False
-
-    cfg = from_env({"DATABASE_URL": "postgresql+psycopg://u@h/db", "MAIL_PORT": "2525",
-                    "MAIL_USE_TLS": "yes", "BASE_URL": "https://onboard.example.com/"})
-    assert cfg["CELERY"]["result_backend"] == "db+postgresql+psycopg://u@h/db"
-    assert cfg["MAIL_PORT"] == 2525 and cfg["MAIL_USE_TLS"] is True
-    assert cfg["BASE_URL"] == "https://onboard.example.com"
-    assert cfg["SESSION_COOKIE_SECURE"] is True and cfg["REMEMBER_COOKIE_SECURE"] is True
-
-    with pytest.raises(ValueError):
-        from_env({"MAIL_PORT": "twenty-five"})
-
-
-def test_production_refuses_unsafe_settings() -> None:
-    with pytest.raises(RuntimeError, match="SECRET_KEY.*FLOWER_BASIC_AUTH.*https"):
-        check(from_env({"ONBOARD_ENV": "production"}))
-    check(from_env({"ONBOARD_ENV": "production", "SECRET_KEY": "x" * 32,
-                    "FLOWER_BASIC_AUTH": "ops:long-password", "BASE_URL": "https://a.example.com"}))
 
 
 def test_password_hash_is_argon2id_with_owasp_parameters() -> None:

@@ -21,14 +21,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     Args:
         config: overrides applied on top of :func:`webapp.config.from_env`; a
             ``"CELERY"`` entry is merged into the Celery settings, not replaced.
+            Keys must be declared settings, Flask's own keys or a few extension
+            keys (:func:`webapp.config.apply_overrides`).
 
     Returns:
         The Flask app; ``app.extensions["celery"]`` is its Celery app.
 
     Raises:
         RuntimeError: unsafe production settings (see :func:`webapp.config.check`).
+        ValueError: a bad environment variable or override key (see
+            :func:`webapp.config.from_env`, :func:`webapp.config.apply_overrides`).
     """
-    app = Flask(__name__, instance_path=str(config_module.INSTANCE_DIR))
+    app = Flask(__name__)
     register_config(app, config)
     register_extensions(app)
     register_blueprints(app)
@@ -45,17 +49,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def register_config(app: Flask, overrides: Mapping[str, Any] | None) -> None:
-    """Load :func:`webapp.config.from_env`, apply ``overrides`` (``CELERY`` is merged
-    key by key), check it (:func:`webapp.config.check` raises ``RuntimeError`` on an
-    unsafe production setting), create the instance and media folders."""
-    settings = config_module.from_env()
-    for key, value in (overrides or {}).items():
-        if key == "CELERY":
-            settings["CELERY"] = {**settings["CELERY"], **value}
-        else:
-            settings[key] = value
-    app.config.update(settings)
+    """Load :func:`webapp.config.from_env` (``os.environ``), apply ``overrides``
+    (:func:`webapp.config.apply_overrides`: ``CELERY`` merged key by key, unknown
+    keys raise ``ValueError``), check it (:func:`webapp.config.check` raises
+    ``RuntimeError`` on an unsafe production setting), point the app's instance
+    folder at ``INSTANCE_DIR`` and create it and the media folder."""
+    app.config.update(config_module.apply_overrides(config_module.from_env(), overrides))
     config_module.check(app.config)
+    app.instance_path = app.config["INSTANCE_DIR"]
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     Path(app.config["MEDIA_ROOT"]).mkdir(parents=True, exist_ok=True)
     if not app.debug and not app.testing:
@@ -92,7 +93,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(uploads_bp)
-    if app.config["ENV_NAME"] == "development" and app.config.get("DEV_MAILDIR"):
+    if app.config["ENV_NAME"] == "development" and app.config["DEV_MAILDIR"]:
         app.register_blueprint(devmail.bp)
 
 

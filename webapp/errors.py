@@ -63,7 +63,7 @@ def register(app: Flask) -> None:
         413 names the configured size cap."""
         status = exc.code or 500
         if status == 413:  # name the limit, e.g. "The file is larger than 20 MiB."
-            limit = app.config.get("MAX_CONTENT_LENGTH") or 0
+            limit = app.config["MAX_CONTENT_LENGTH"] or 0
             return error_response(413, f"The file is larger than {limit / 1048576:g} MiB."
                                   if limit else MESSAGES[413])
         return error_response(status, MESSAGES.get(status, exc.description or ""))

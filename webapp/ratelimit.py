@@ -41,7 +41,7 @@ def _limits_off_for_this_app() -> bool:
     object, so the last app built would decide for every app in the process; this
     filter makes the switch per app again (tests build several apps).
     """
-    return has_app_context() and not current_app.config.get("RATELIMIT_ENABLED", True)
+    return has_app_context() and not current_app.config["RATELIMIT_ENABLED"]
 
 
 def mail_throttled(kind: str, user_id: int, *, only: Callable[[OutboxMessage], bool] | None = None) -> bool:

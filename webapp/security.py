@@ -38,7 +38,7 @@ HSTS = "max-age=31536000; includeSubDomains"
 def register(app: Flask) -> None:
     """Add :data:`HEADERS` (and HSTS on https) to every response of ``app``;
     a header a view set itself is left alone."""
-    https = str(app.config.get("BASE_URL", "")).startswith("https://")
+    https = str(app.config["BASE_URL"]).startswith("https://")
 
     @app.after_request
     def _security_headers(response: Response) -> Response:

@@ -106,19 +106,24 @@ def test_flower_requires_auth_and_lists_worker(ops_stack: Stack) -> None:
 def test_flowerconfig_refuses_production_without_auth(monkeypatch: pytest.MonkeyPatch,
                                                       tmp_path: Path) -> None:
     monkeypatch.setenv("INSTANCE_DIR", str(tmp_path))
-    monkeypatch.setenv("ONBOARD_ENV", "production")
+    for name, value in {"ONBOARD_ENV": "production", "BASE_URL": "https://onboard.example",
+                        "SECRET_KEY": "a-real-secret-for-this-test-0123456789",
+                        "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/0"}.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
     with pytest.raises(SystemExit, match="FLOWER_BASIC_AUTH"):
         runpy.run_path(str(ROOT / "flowerconfig.py"))
-    monkeypatch.setenv("FLOWER_BASIC_AUTH", "a:b,c:d")
+    monkeypatch.setenv("FLOWER_BASIC_AUTH", "a:b-long-password,c:d-long-password")
     conf = runpy.run_path(str(ROOT / "flowerconfig.py"))
-    assert conf["basic_auth"] == ["a:b", "c:d"] and conf["address"] == "127.0.0.1"
+    assert conf["basic_auth"] == ["a:b-long-password", "c:d-long-password"]
+    assert conf["address"] == "127.0.0.1"
     assert conf["max_tasks"] == 10000 and conf["persistent"] is True
 
 
 def test_flower_process_exits_in_production_without_auth(ops_stack: Stack) -> None:
     env = {**ops_stack.env, "ONBOARD_ENV": "production", "BASE_URL": "https://onboard.example",
-           "SECRET_KEY": "a-real-secret-for-this-test"}
+           "SECRET_KEY": "a-real-secret-for-this-test-0123456789",
+           "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/0"}
     env.pop("FLOWER_BASIC_AUTH", None)
     proc = subprocess.run([CELERY, "-A", "celery_app", "flower", "--conf=flowerconfig.py",
                            f"--port={free_port()}"], cwd=ROOT, env=env, capture_output=True,

@@ -1,12 +1,13 @@
 """Unit tests of pure configuration: queues, routes and the relay's schedule."""
 from __future__ import annotations
 
+from tests.unit_config import TEST_CONFIG
 from webapp import config as config_module
 from webapp import create_app
 
 
 def test_image_tasks_routed_and_scheduled() -> None:
-    app = create_app({**config_module.TEST_CONFIG, "CELERY": {}})
+    app = create_app({**TEST_CONFIG, "CELERY": {}})
     celery = app.extensions["celery"]
     conf = celery.conf
     assert "webapp.tasks.images" in conf.imports

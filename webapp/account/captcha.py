@@ -37,7 +37,7 @@ _audio = AudioCaptcha()
 
 def enabled() -> bool:
     """Whether sign-up asks for a captcha (``REGISTRATION_CAPTCHA``, on by default)."""
-    return bool(current_app.config.get("REGISTRATION_CAPTCHA", True))
+    return bool(current_app.config["REGISTRATION_CAPTCHA"])
 
 
 def answer_for(nonce: str) -> str:

@@ -67,11 +67,11 @@ def send_mail(self, outbox_id: int) -> str:  # type: ignore[no-untyped-def]
 def declare_dead_letter_queues(sender: Any = None, **_kwargs: Any) -> None:
     """Declare ``mail.dlq``, ``images.dlq``, ``celery.dlq`` when a worker starts.
 
-    The task queues dead-letter there (see :func:`webapp.config.dead_letter_queues`);
+    The task queues dead-letter there (see :func:`webapp.config.queues.dead_letter_queues`);
     without a bound queue RabbitMQ would drop a dead-lettered message. A failure
     is logged, not raised: it must not stop the worker.
     """
-    from webapp.config import dead_letter_queues
+    from webapp.config.queues import dead_letter_queues
 
     app = getattr(sender, "app", None)
     if app is None or app.conf.task_default_queue_type != "quorum":

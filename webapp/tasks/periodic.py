@@ -25,8 +25,8 @@ def relay_outbox() -> int:
     return relay_unpublished(current_app.config["OUTBOX_RELAY_AFTER"])
 
 
-# --- operations jobs (periodic jobs issue) --------------------------------------------
-# Each is scheduled in config.operations_schedule and is idempotent, so a second
+# --- operations jobs --------------------------------------------------------------------
+# Each is scheduled in webapp.config.beat and is idempotent, so a second
 # beat started by mistake does no harm (see webapp.ops).
 
 

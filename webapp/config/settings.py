@@ -1,0 +1,226 @@
+"""Onboard's app settings: the one declared list of what the environment may set.
+
+:func:`from_env` reads every setting once, through :class:`SettingsEnv`
+(environs), and is where a new setting is declared: one line in its dict.
+Every setting has a safe development default (SQLite under ``INSTANCE_DIR``,
+RabbitMQ on localhost, a local SMTP catcher on port 1025) except the secrets in
+production, which have none (cookiecutter-flask's rule: required secrets never
+fall back silently). Celery's part is :mod:`webapp.config.celery_settings`; the
+production rules are :mod:`webapp.config.production`.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from environs import validate
+from flask import Flask
+
+from webapp.config.celery_settings import celery_settings, merge_celery_overrides
+from webapp.config.env import OWNED_PREFIXES, SettingsEnv, SettingsError
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+#: ``SECRET_KEY`` outside production; refused in production.
+DEV_SECRET = "dev-only-secret-change-me"
+ENV_NAMES = ("development", "test", "production")
+
+#: Keys of Flask extensions that ``create_app`` overrides may set although no
+#: environment variable declares them (Flask's own keys are allowed too).
+EXTENSION_KEYS = frozenset({
+    "WTF_CSRF_TIME_LIMIT", "WTF_CSRF_SSL_STRICT", "WTF_CSRF_CHECK_DEFAULT",
+    "SQLALCHEMY_ECHO", "SQLALCHEMY_RECORD_QUERIES",
+    "MAIL_SUPPRESS_SEND", "MAIL_DEBUG",
+    "RATELIMIT_STRATEGY", "RATELIMIT_STORAGE_OPTIONS", "RATELIMIT_SWALLOW_ERRORS",
+})
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Build the Flask config from the environment as it is now.
+
+    Every path default derives from ``environ["INSTANCE_DIR"]`` (default
+    ``instance/`` beside the code). An unset or empty variable takes its
+    default; booleans are ``1/true/yes/on`` or ``0/false/no/off``.
+
+    Args:
+        environ: the variables to read (name → text); ``os.environ`` when ``None``.
+
+    Returns:
+        A dict of Flask config keys (upper case) plus ``CELERY``, a dict of Celery
+        settings (:func:`webapp.config.celery_settings.celery_settings`).
+        Durations are seconds, sizes bytes.
+
+    Raises:
+        environs.EnvValidationError: a value of the wrong type (``MAIL_PORT=abc``)
+            or an ``ONBOARD_ENV`` other than development, test, production.
+        environs.EnvNotSetError: ``SECRET_KEY`` or ``FLOWER_BASIC_AUTH`` unset
+            with ``ONBOARD_ENV=production``.
+        SettingsError: a variable under an owned prefix (``ONBOARD_``, ``MAIL_``,
+            … see :data:`webapp.config.env.OWNED_PREFIXES`) that is not declared
+            here, e.g. a misspelt name; or a setting read twice.
+        All three are ``ValueError``.
+    """
+    env = SettingsEnv(os.environ if environ is None else environ)
+    env_name = env.str("ONBOARD_ENV", "development", validate=validate.OneOf(ENV_NAMES))
+
+    def required_in_production(name: str, dev_default: str) -> str:
+        return env.str(name) if env_name == "production" else env.str(name, dev_default)
+
+    instance_dir = env.path("INSTANCE_DIR", BASE_DIR / "instance").absolute()
+    database_url = env.str("DATABASE_URL", f"sqlite:///{instance_dir / 'onboard.db'}")
+    base_url = env.str("BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+    secure = base_url.startswith("https://")
+    settings = {
+        "ENV_NAME": env_name,
+        "SECRET_KEY": required_in_production("SECRET_KEY", DEV_SECRET),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "BASE_URL": base_url,
+        "MAIL_SERVER": env.str("MAIL_SERVER", "127.0.0.1"),
+        "MAIL_PORT": env.int("MAIL_PORT", 1025),
+        "MAIL_USE_TLS": env.bool("MAIL_USE_TLS", False),
+        "MAIL_USE_SSL": env.bool("MAIL_USE_SSL", False),
+        "MAIL_USERNAME": env.str("MAIL_USERNAME", "") or None,
+        "MAIL_PASSWORD": env.str("MAIL_PASSWORD", "") or None,
+        "MAIL_DEFAULT_SENDER": env.str("MAIL_DEFAULT_SENDER", "Onboard <no-reply@onboard.localhost>"),
+        # SMTP socket timeout in seconds, handed to smtplib.
+        "MAIL_TIMEOUT": env.float("MAIL_TIMEOUT", 30.0),
+        # Transient SMTP failures retry after d*U(0.5, 1) s, d = min(2**n,
+        # MAIL_RETRY_BACKOFF_MAX) ("equal jitter"): 16 retries capped at 300 s
+        # wait at least 1305 s and at most 2611 s in all, so they always outlast
+        # a 10-minute SMTP outage (webapp.mail.retry_span gives the bounds).
+        "MAIL_MAX_RETRIES": env.int("MAIL_MAX_RETRIES", 16),
+        "MAIL_RETRY_BACKOFF_MAX": env.int("MAIL_RETRY_BACKOFF_MAX", 300),
+        # A send claimed this many seconds ago and never finished is taken over
+        # by another copy of its task (longer than send_mail's 90 s time limit).
+        "MAIL_CLAIM_TIMEOUT": env.float("MAIL_CLAIM_TIMEOUT", 120.0),
+        # Maildir written by the dev SMTP catcher; listed at /dev/mail in development.
+        "DEV_MAILDIR": env.str("DEV_MAILDIR", str(instance_dir / "maildir")),
+        "VERIFY_TOKEN_MAX_AGE": env.int("VERIFY_TOKEN_MAX_AGE", 24 * 3600),
+        # Outbox rows still unpublished after this many seconds are republished.
+        "OUTBOX_RELAY_AFTER": env.float("OUTBOX_RELAY_AFTER", 5.0),
+        # Rows published this many seconds ago yet neither sent nor failed lost
+        # their message (queue deleted, dead-lettered): the relay republishes
+        # them. Longer than the whole retry span (2611 s at most by default).
+        "OUTBOX_REPUBLISH_AFTER": env.float("OUTBOX_REPUBLISH_AFTER", 3 * 3600.0),
+        # After a failed publish the web skips publishing for this many seconds
+        # (the relay catches up), so a dead broker port costs one connection
+        # timeout, not one per page.
+        "OUTBOX_PUBLISH_PAUSE": env.float("OUTBOX_PUBLISH_PAUSE", 5.0),
+        # Longest a page waits to publish its mail task (connect, write and
+        # confirm), seconds; a broker blocked by a memory/disk alarm never confirms.
+        "OUTBOX_PUBLISH_TIMEOUT": env.float("OUTBOX_PUBLISH_TIMEOUT", 3.0),
+        "MEDIA_ROOT": env.str("MEDIA_ROOT", str(instance_dir / "media")),
+        # How many reverse proxies in front of the web (0: none); see create_app.
+        "PROXY_FIX": env.int("PROXY_FIX", 0),
+        "MAX_CONTENT_LENGTH": env.int("MAX_CONTENT_LENGTH", 20 * 1024 * 1024),
+        # Declared image size limits checked on the header before anything is stored.
+        "UPLOAD_MAX_PIXELS": env.int("UPLOAD_MAX_PIXELS", 50_000_000),
+        "UPLOAD_MAX_SIDE": env.int("UPLOAD_MAX_SIDE", 12_000),
+        # Keep the uploaded original after its derivatives exist; off by default
+        # because the original carries the camera's metadata (GPS position).
+        "KEEP_ORIGINALS": env.bool("KEEP_ORIGINALS", False),
+        # Uploads still unpublished after this many seconds are republished.
+        "UPLOAD_RELAY_AFTER": env.float("UPLOAD_RELAY_AFTER", 30.0),
+        # process_image retries our own failures (disk, libvips saver) this often.
+        "UPLOAD_MAX_RETRIES": env.int("UPLOAD_MAX_RETRIES", 3),
+        # Starts of processing (retries + redeliveries after a worker died) before
+        # an upload ends as failed.
+        "UPLOAD_MAX_ATTEMPTS": env.int("UPLOAD_MAX_ATTEMPTS", 6),
+        # Uploads per user (Flask-Limiter syntax); each one costs a worker's CPU.
+        "UPLOAD_RATE_LIMIT": env.str("UPLOAD_RATE_LIMIT", "20 per minute;300 per day"),
+        "FLOWER_BASIC_AUTH": required_in_production("FLOWER_BASIC_AUTH", ""),
+        # --- operations: periodic jobs, backups, metrics.
+        # Accounts still unverified this many days after sign-up are deleted.
+        "UNVERIFIED_TTL_DAYS": env.int("UNVERIFIED_TTL_DAYS", 7),
+        # Files under MEDIA_ROOT unreferenced by any upload and older than this
+        # (seconds) are deleted; the age spares an upload still being written.
+        "ORPHAN_MEDIA_MIN_AGE": env.float("ORPHAN_MEDIA_MIN_AGE", 3600.0),
+        # Recipients of the daily statistics mail (comma-separated addresses).
+        "ADMINS": [a.strip() for a in env.list("ADMINS", []) if a.strip()],
+        # Nightly database backups: directory and how many to keep.
+        "BACKUP_DIR": env.str("BACKUP_DIR", str(instance_dir / "backups")),
+        "BACKUP_KEEP": env.int("BACKUP_KEEP", 7),
+        "PG_DUMP": env.str("PG_DUMP", "pg_dump"),
+        # /metrics: a bearer token; when empty only loopback clients are answered.
+        "METRICS_TOKEN": env.str("METRICS_TOKEN", ""),
+        # Worker task counters (prometheus multiprocess files, one subfolder per
+        # worker node) and the worker's own loopback metrics port (0: none).
+        "WORKER_METRICS_DIR": env.str("WORKER_METRICS_DIR", str(instance_dir / "worker-metrics")),
+        "WORKER_METRICS_PORT": env.int("WORKER_METRICS_PORT", 0),
+        # /healthz: seconds each check may take (broker connect, worker ping).
+        "HEALTH_TIMEOUT": env.float("HEALTH_TIMEOUT", 1.0),
+        "RATELIMIT_STORAGE_URI": env.str("RATELIMIT_STORAGE_URI", "memory://"),
+        "REGISTRATION_CAPTCHA": env.bool("REGISTRATION_CAPTCHA", True),
+        "WTF_CSRF_ENABLED": True,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": secure,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": secure,
+        # --- account lifecycle: password reset, e-mail change, abuse protection.
+        # Seconds a mailed password-reset link stays valid (1 h).
+        "PASSWORD_RESET_MAX_AGE": env.int("PASSWORD_RESET_MAX_AGE", 3600),
+        # Seconds a mailed e-mail-change code stays valid, and wrong entries allowed.
+        "EMAIL_CHANGE_CODE_MAX_AGE": env.int("EMAIL_CHANGE_CODE_MAX_AGE", 15 * 60),
+        "EMAIL_CHANGE_MAX_ATTEMPTS": env.int("EMAIL_CHANGE_MAX_ATTEMPTS", 5),
+        # Per-account mail throttle (resend, reset, code): at most one mail of a kind
+        # per MAIL_THROTTLE_INTERVAL seconds and MAIL_THROTTLE_PER_DAY per 24 h.
+        "MAIL_THROTTLE_INTERVAL": env.int("MAIL_THROTTLE_INTERVAL", 60),
+        "MAIL_THROTTLE_PER_DAY": env.int("MAIL_THROTTLE_PER_DAY", 5),
+        # Flask-Limiter: on unless RATELIMIT_ENABLED=false; Retry-After and
+        # X-RateLimit-* headers; keys prefixed so several apps can share one Redis.
+        "RATELIMIT_ENABLED": env.bool("RATELIMIT_ENABLED", True),
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "RATELIMIT_KEY_PREFIX": env.str("RATELIMIT_KEY_PREFIX", "onboard"),
+        # Per client IP (limits' syntax, ";" separates several); POST only.
+        "RATELIMIT_SIGNUP": env.str("RATELIMIT_SIGNUP", "5 per minute;30 per hour"),
+        "RATELIMIT_LOGIN": env.str("RATELIMIT_LOGIN", "10 per minute;100 per hour"),
+        "RATELIMIT_MAIL": env.str("RATELIMIT_MAIL", "5 per minute;30 per hour"),
+        "RATELIMIT_RESET": env.str("RATELIMIT_RESET", "10 per minute;50 per hour"),
+        "RATELIMIT_CODE": env.str("RATELIMIT_CODE", "10 per minute;50 per hour"),
+        "RATELIMIT_CAPTCHA": env.str("RATELIMIT_CAPTCHA", "30 per minute"),
+        # Where SQLite, the Maildir, beat's schedule, media and backups live by default.
+        "INSTANCE_DIR": str(instance_dir),
+        # Web processes (gunicorn reads the same variable; the Procfile's default is 2).
+        "WEB_CONCURRENCY": env.int("WEB_CONCURRENCY", 2),
+        "CELERY": celery_settings(env, database_url, instance_dir),
+    }
+    undeclared = env.undeclared()
+    if undeclared:
+        raise SettingsError(
+            "undeclared setting(s) " + ", ".join(undeclared) + ": Onboard owns the prefixes "
+            + ", ".join(OWNED_PREFIXES) + "; fix the name or declare it in "
+            "webapp.config.settings.from_env")
+    return settings
+
+
+def apply_overrides(settings: dict[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``settings`` with ``overrides`` (``create_app``'s argument) applied.
+
+    Args:
+        settings: a :func:`from_env` result.
+        overrides: Flask config keys → values; a ``CELERY`` entry is merged into
+            the Celery settings key by key, not replaced.
+
+    Returns:
+        A new dict.
+
+    Raises:
+        SettingsError: a key that is neither a declared setting (a key of
+            ``settings``), a Flask key (``TESTING``, ``SERVER_NAME``, …) nor one of
+            :data:`EXTENSION_KEYS`; or an unknown Celery setting name.
+    """
+    overrides = dict(overrides or {})
+    allowed = set(settings) | set(Flask.default_config) | EXTENSION_KEYS
+    unknown = sorted(set(overrides) - allowed)
+    if unknown:
+        raise SettingsError("unknown setting(s) in create_app overrides: " + ", ".join(unknown)
+                            + " (declared settings: webapp.config.settings.from_env)")
+    merged = {**settings, **overrides}
+    if "CELERY" in overrides:
+        merged["CELERY"] = merge_celery_overrides(settings["CELERY"], overrides["CELERY"])
+    return merged
