@@ -27,8 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (DepthSampler, Gunicorn, Report, header, parser,  # noqa: E402
-                          percentile, queue_depth, sign_up, start_stack, stop_stack, timed_sink)
+                          percentile, sign_up, start_stack, stop_stack, timed_sink)
 from tests.stack import wait_until  # noqa: E402
+from webapp.broker import queue_depth  # noqa: E402
 
 
 def new_email() -> str:
@@ -130,7 +131,7 @@ def main() -> int:
         time.sleep(0.6)
         answered, post_times, errors, achieved = run_load(web.url, rate, seconds)
         load_end = time.monotonic()
-        depth_end = queue_depth(stack.broker_url, "mail")
+        depth_end = queue_depth(stack.broker_url, "mail").messages
         pending = lambda: [a for a in answered if a not in sink.accepted_at]  # noqa: E731
         try:
             wait_until(lambda: not pending(), 120, interval=0.2, what="all mails")
