@@ -1,4 +1,4 @@
-"""Item 2: submit → mail accepted by SMTP, idle and under a sign-up load.
+"""Submit → mail accepted by SMTP, idle and under a sign-up load.
 
 Measured from the moment the ``POST /register`` answer reaches the client to the
 moment the SMTP sink accepts the mail for that recipient (both
@@ -89,7 +89,7 @@ def run_load(base_url: str, rate: float, seconds: float, max_in_flight: int = 64
 
 def main() -> int:
     args = parser(__doc__.splitlines()[0]).parse_args()
-    header("Submit -> mail accepted (item 2)", args)
+    header("Submit -> mail accepted", args)
     report = Report("mail_latency")
     idle_n = 5 if args.quick else 30
     rate, seconds = (5.0, 5.0) if args.quick else (50.0, 60.0)

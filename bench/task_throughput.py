@@ -1,4 +1,4 @@
-"""Item 3: task throughput through one worker.
+"""Task throughput through one worker.
 
 Compares, on the same broker vhost and database:
 
@@ -233,7 +233,7 @@ def main() -> int:
     p.add_argument("--threads", action="store_true",
                    help="also try the threads pool (-P threads -c 8), events off and on")
     args = p.parse_args()
-    header("Task throughput (item 3)", args)
+    header("Task throughput", args)
     report = Report("task_throughput")
     n_noop, n_mail, n_raw = (100, 30, 1000) if args.quick else (1500, 250, 10000)
     stack = start_stack(args.db, worker=False)
