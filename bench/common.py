@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:  # scripts run as ``python bench/x.py``
 from aiosmtpd.smtp import SMTP as SMTPServer, Envelope, Session  # noqa: E402
 
 from tests.stack import CELERY, PYTHON, SinkHandler, Stack, free_port, wait_until  # noqa: E402
+from webapp.broker import QueueNotFound, queue_depth  # noqa: E402
 
 GUNICORN = str(Path(PYTHON).with_name("gunicorn"))
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
@@ -278,43 +279,43 @@ def self_cpu() -> float:
     return t.user + t.system
 
 
-def queue_depth(broker_url: str, queue: str) -> int:
-    """Ready messages in ``queue`` (kombu passive ``queue_declare``; 0 if absent)."""
-    from kombu import Connection
-
-    with Connection(broker_url) as conn:
-        try:
-            return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
-        except Exception:
-            return 0
-
-
 class DepthSampler(threading.Thread):
-    """Samples a queue's depth every ``interval`` seconds on its own connection."""
+    """Samples a queue's ready messages every ``interval`` seconds on its own
+    connection (:func:`webapp.broker.queue_depth`); a queue not declared yet
+    counts as 0. A broker error ends the sampling and is raised by :meth:`stop`."""
 
     def __init__(self, broker_url: str, queue: str, interval: float = 0.5) -> None:
         super().__init__(daemon=True)
         self.broker_url, self.queue, self.interval = broker_url, queue, interval
         self.samples: list[tuple[float, int]] = []
+        self.error: BaseException | None = None
         self.stopped = threading.Event()
 
     def run(self) -> None:
         from kombu import Connection
 
-        with Connection(self.broker_url) as conn:
-            channel = conn.channel()
-            while not self.stopped.is_set():
-                try:
-                    n = channel.queue_declare(queue=self.queue, passive=True).message_count
-                except Exception:  # queue not declared yet: the passive declare closes the channel
-                    channel = conn.channel()
-                    n = 0
-                self.samples.append((time.monotonic(), n))
-                self.stopped.wait(self.interval)
+        try:
+            with Connection(self.broker_url) as conn:
+                while not self.stopped.is_set():
+                    try:
+                        n = queue_depth(conn, self.queue).messages
+                    except QueueNotFound:
+                        n = 0
+                    self.samples.append((time.monotonic(), n))
+                    self.stopped.wait(self.interval)
+        except Exception as exc:  # noqa: BLE001  (re-raised in stop())
+            self.error = exc
 
     def stop(self) -> list[int]:
+        """Stop sampling; the samples (messages), oldest first.
+
+        Raises:
+            Exception: the broker error that ended the sampling early.
+        """
         self.stopped.set()
         self.join(5)
+        if self.error is not None:
+            raise self.error
         return [n for _t, n in self.samples]
 
 

@@ -1,4 +1,4 @@
-"""Item 2: submit → mail accepted by SMTP, idle and under a sign-up load.
+"""Submit → mail accepted by SMTP, idle and under a sign-up load.
 
 Measured from the moment the ``POST /register`` answer reaches the client to the
 moment the SMTP sink accepts the mail for that recipient (both
@@ -27,8 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (DepthSampler, Gunicorn, Report, header, parser,  # noqa: E402
-                          percentile, queue_depth, sign_up, start_stack, stop_stack, timed_sink)
+                          percentile, sign_up, start_stack, stop_stack, timed_sink)
 from tests.stack import wait_until  # noqa: E402
+from webapp.broker import queue_depth  # noqa: E402
 
 
 def new_email() -> str:
@@ -88,7 +89,7 @@ def run_load(base_url: str, rate: float, seconds: float, max_in_flight: int = 64
 
 def main() -> int:
     args = parser(__doc__.splitlines()[0]).parse_args()
-    header("Submit -> mail accepted (item 2)", args)
+    header("Submit -> mail accepted", args)
     report = Report("mail_latency")
     idle_n = 5 if args.quick else 30
     rate, seconds = (5.0, 5.0) if args.quick else (50.0, 60.0)
@@ -130,7 +131,7 @@ def main() -> int:
         time.sleep(0.6)
         answered, post_times, errors, achieved = run_load(web.url, rate, seconds)
         load_end = time.monotonic()
-        depth_end = queue_depth(stack.broker_url, "mail")
+        depth_end = queue_depth(stack.broker_url, "mail").messages
         pending = lambda: [a for a in answered if a not in sink.accepted_at]  # noqa: E731
         try:
             wait_until(lambda: not pending(), 120, interval=0.2, what="all mails")

@@ -1,4 +1,4 @@
-"""Item 1: sign-up latency, Onboard's ``POST /register`` against the synchronous
+"""Sign-up latency: Onboard's ``POST /register`` against the synchronous
 tutorial view, at 1, 10 and 20 concurrent clients.
 
 Both apps run under ``gunicorn -w 2 -k gthread --threads 8`` with the stack's
@@ -103,7 +103,7 @@ def ratelimit_honoured(stack) -> bool:  # type: ignore[no-untyped-def]
 
 def main() -> int:
     args = parser(__doc__.splitlines()[0]).parse_args()
-    header("Sign-up latency (item 1)", args)
+    header("Sign-up latency", args)
     report = Report("signup_latency")
     onboard_n = {1: 3, 10: 10, 20: 20} if args.quick else {1: 40, 10: 150, 20: 240}
     sync_n = {1: 1, 10: 10, 20: 20} if args.quick else {1: 5, 10: 20, 20: 40}

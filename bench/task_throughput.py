@@ -1,4 +1,4 @@
-"""Item 3: task throughput through one worker.
+"""Task throughput through one worker.
 
 Compares, on the same broker vhost and database:
 
@@ -37,8 +37,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (CELERY, ROOT, Report, group_cpu, header, parser,  # noqa: E402
-                          queue_depth, start_stack, start_worker, stop_stack)
+                          start_stack, start_worker, stop_stack)
 from tests.stack import Stack, free_port, wait_until  # noqa: E402
+from webapp.broker import queue_depth  # noqa: E402
 
 NOOP = "bench.bench_tasks.noop"
 SEND = "webapp.tasks.mail.send_mail"
@@ -130,7 +131,7 @@ def run_noop(stack: Stack, node: str, n: int, timeout: float = 60) -> tuple[floa
     """Returns ``(consume rate /s, Celery publish rate /s)`` for ``n`` no-ops."""
     pub = publish(stack, NOOP, [[] for _ in range(min(n, 300))], "celery", confirm=True)
     publish(stack, NOOP, [[] for _ in range(max(n - 300, 0))], "celery")
-    secs = consume(stack, node, "celery", lambda: queue_depth(stack.broker_url, "celery") == 0,
+    secs = consume(stack, node, "celery", lambda: queue_depth(stack.broker_url, "celery").messages == 0,
                    timeout)
     return n / secs, pub
 
@@ -232,7 +233,7 @@ def main() -> int:
     p.add_argument("--threads", action="store_true",
                    help="also try the threads pool (-P threads -c 8), events off and on")
     args = p.parse_args()
-    header("Task throughput (item 3)", args)
+    header("Task throughput", args)
     report = Report("task_throughput")
     n_noop, n_mail, n_raw = (100, 30, 1000) if args.quick else (1500, 250, 10000)
     stack = start_stack(args.db, worker=False)

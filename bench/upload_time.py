@@ -1,4 +1,4 @@
-"""Item 5: ``POST /uploads`` time for a 7 MB photo against the raw body-read time.
+"""``POST /uploads`` time for a 7 MB photo against the raw body-read time.
 
 Both run under ``gunicorn -w 2 -k gthread --threads 8`` with the stack's
 environment: the real app (a logged-in user, the CSRF token from ``GET /uploads``,
@@ -73,7 +73,7 @@ def main() -> int:
     from urllib3 import encode_multipart_formdata
 
     args = parser(__doc__.splitlines()[0]).parse_args()
-    header("Upload POST time (item 5)", args)
+    header("Upload POST time", args)
     report = Report("upload_time")
     n = 3 if args.quick else 25
     stack = start_stack(args.db, worker=False)

@@ -2,7 +2,6 @@
 # Make sure the named services run on 127.0.0.1, starting them (or installing
 # them from Debian's packages) when they do not. Usage:
 #   scripts/services.sh rabbitmq [rabbitmq-management] [postgres] [redis] [chromium]
-# The start commands are the ones in shared/DESIGN.md.
 set -euo pipefail
 SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO="sudo"
 APT_UPDATED=""

@@ -106,9 +106,7 @@ def register_errors(app: Flask) -> None:
 
 
 def register_cli(app: Flask) -> None:
-    """The ``flask`` commands for operators (see README, *Features in depth*)."""
-    from webapp import cli, ops_cli, outbox_cli
+    """The ``flask`` commands for operators (:mod:`webapp.cli`)."""
+    from webapp import cli
 
     cli.register(app)
-    ops_cli.register(app)
-    outbox_cli.register(app)

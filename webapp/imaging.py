@@ -40,7 +40,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Literal
+from typing import Callable, Literal
 
 import pyvips
 
@@ -138,24 +138,6 @@ class Derivative:
     height: int
     bytes: int
     format: str
-
-
-@dataclass(frozen=True)
-class Savings:
-    """Bytes saved by a derivative against the original upload."""
-
-    original_bytes: int
-    derivative_bytes: int
-
-    @property
-    def bytes_saved(self) -> int:
-        """Original minus derivative size (bytes); negative if the derivative is larger."""
-        return self.original_bytes - self.derivative_bytes
-
-    @property
-    def ratio(self) -> float:
-        """Derivative size as a fraction of the original (0.25 = four times smaller)."""
-        return self.derivative_bytes / self.original_bytes if self.original_bytes else 0.0
 
 
 _configured = False
@@ -466,14 +448,3 @@ def make_derivatives(
     del image, avatar, plan
     release_free_memory()  # leave the worker process small between tasks
     return derivatives
-
-
-def savings(original_bytes: int, derivatives: Iterable[Derivative] | Derivative) -> Savings:
-    """Compare derivative bytes with the original upload's size (both in bytes).
-
-    Pass one :class:`Derivative` (e.g. ``display``) or several (their sizes are
-    added, e.g. everything stored for an upload).
-    """
-    items = [derivatives] if isinstance(derivatives, Derivative) else list(derivatives)
-    return Savings(original_bytes=original_bytes,
-                   derivative_bytes=sum(d.bytes for d in items))

@@ -3,15 +3,17 @@
 Collected at scrape time, so the web process needs no state of its own:
 
 * ``onboard_queue_messages{queue}`` / ``onboard_queue_consumers{queue}``: read from
-  RabbitMQ with a passive ``queue_declare`` over the Celery connection (what an
-  autoscaler needs; Flower has no queue depth without the management API);
-  ``onboard_broker_up`` is 0 when RabbitMQ cannot be reached.
+  RabbitMQ with a passive ``queue_declare`` (:func:`webapp.broker.task_queue_depths`)
+  over the Celery connection (what an autoscaler needs; Flower has no queue depth
+  without the management API); ``onboard_broker_up`` is 0 when RabbitMQ cannot
+  be reached, and the queue gauges are then absent (never a false 0).
 * ``onboard_outbox_messages{state}`` (``sent|failed|pending``): mails, from the
   outbox table. A gauge, not a counter: purges delete rows.
-* ``onboard_uploads{status}``: uploads by status, when the ``Upload`` model exists.
-* ``onboard_tasks_total{task,state}`` and ``onboard_task_runtime_seconds{task}``:
-  counted by the workers (see :mod:`webapp.ops.worker_metrics`) and merged here
-  from ``WORKER_METRICS_DIR`` when this host can read it.
+* ``onboard_uploads{status}``: uploads by status.
+
+Task counts and run times come from Flower's own ``/metrics``
+(``flower_events_total``, ``flower_task_runtime_seconds``), which sees every
+worker on every host through task events; see docs/operations.md.
 
 Access: with ``METRICS_TOKEN`` set, only ``Authorization: Bearer <token>``;
 without it, only loopback clients (127.0.0.0/8, ::1). Behind a reverse proxy on
@@ -19,22 +21,22 @@ the same host every client looks like loopback: set ``METRICS_TOKEN`` there.
 """
 from __future__ import annotations
 
-import glob
 import hmac
 import ipaddress
 import logging
-import os
 from collections.abc import Iterator
 from typing import Any
 
+from amqp.exceptions import AMQPError
 from flask import Blueprint, Response, abort, current_app, request
+from kombu.exceptions import KombuError
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 
 from webapp import models
+from webapp.broker import task_queue_depths
 from webapp.extensions import db
 from webapp.models import OutboxMessage
 
@@ -43,40 +45,13 @@ log = logging.getLogger(__name__)
 bp = Blueprint("metrics", __name__)
 
 
-def queue_depths(celery: Any, timeout: float) -> dict[str, tuple[int, int]]:
-    """Messages ready and consumers per configured queue, from RabbitMQ.
+class OnboardCollector:
+    """Reads queue depths, outbox and upload counts at each scrape.
 
     Args:
-        celery: the Celery app.
-        timeout: seconds allowed to connect.
-
-    Returns:
-        ``{queue: (message_count, consumer_count)}``; a queue not declared yet
-        is left out.
-
-    Raises:
-        Exception: kombu/amqp errors when the broker cannot be reached.
+        app: the Flask app (its Celery app, ``HEALTH_TIMEOUT`` in seconds as
+            the broker connect timeout).
     """
-    depths: dict[str, tuple[int, int]] = {}
-    with celery.connection_for_read(connect_timeout=timeout) as conn:
-        conn.ensure_connection(max_retries=1, timeout=timeout)
-        for queue in celery.conf.task_queues or ():
-            channel = conn.channel()
-            try:
-                ok = channel.queue_declare(queue=queue.name, passive=True)
-                depths[queue.name] = (ok.message_count, ok.consumer_count)
-            except conn.channel_errors:  # 404: not declared yet; the channel is closed
-                pass
-            finally:
-                try:
-                    channel.close()
-                except Exception:
-                    pass
-    return depths
-
-
-class OnboardCollector:
-    """Reads queue depths, outbox and upload counts at each scrape."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -89,14 +64,16 @@ class OnboardCollector:
                                       labels=["queue"])
         up = GaugeMetricFamily("onboard_broker_up", "1 when RabbitMQ answered the scrape.")
         try:
-            for name, (count, cons) in queue_depths(self.app.extensions["celery"],
-                                                    self.app.config["HEALTH_TIMEOUT"]).items():
-                messages.add_metric([name], count)
-                consumers.add_metric([name], cons)
-            up.add_metric([], 1)
-        except Exception as exc:
+            depths = task_queue_depths(self.app.extensions["celery"],
+                                       self.app.config["HEALTH_TIMEOUT"])
+        except (KombuError, AMQPError, OSError) as exc:  # the scrape must still answer
             log.warning("metrics: broker unreachable: %s", exc)
             up.add_metric([], 0)
+        else:
+            for name, depth in depths.items():
+                messages.add_metric([name], depth.messages)
+                consumers.add_metric([name], depth.consumers)
+            up.add_metric([], 1)
         yield from (messages, consumers, up)
 
         outbox = GaugeMetricFamily("onboard_outbox_messages",
@@ -116,10 +93,6 @@ class OnboardCollector:
             uploads.add_metric([str(status)], count)
         yield uploads
         db.session.rollback()
-
-        files = glob.glob(os.path.join(self.app.config["WORKER_METRICS_DIR"], "*", "*.db"))
-        if files:
-            yield from MultiProcessCollector.merge(files, accumulate=True)
 
 
 def _allowed() -> bool:

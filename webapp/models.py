@@ -10,15 +10,12 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, BigInteger, Date, DateTime, ForeignKey, Integer, String, Text, func
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (JSON, BigInteger, Date, DateTime, ForeignKey, Integer, String, Text,
+                        UniqueConstraint, func)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from webapp.extensions import db
-
-# (uploads issue)
-from sqlalchemy import UniqueConstraint
-from sqlalchemy.orm import relationship
 
 
 def utcnow() -> datetime:
@@ -61,7 +58,7 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Bumped to end every session of the user (password reset or change).
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    # The upload shown as the user's avatar (uploads issue); NULL when it is deleted.
+    # The upload shown as the user's avatar; NULL when it is deleted.
     # use_alter: users and uploads reference each other.
     avatar_upload_id: Mapped[int | None] = mapped_column(
         ForeignKey("uploads.id", ondelete="SET NULL", use_alter=True), nullable=True)
@@ -127,7 +124,7 @@ class UsedToken(db.Model):  # type: ignore[name-defined]
     used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, server_default=func.now())
 
 
-# --- uploads (photo issue) ---------------------------------------------------------
+# --- uploads (photos and their derivatives) ----------------------------------------
 
 
 class Upload(db.Model):  # type: ignore[name-defined]
@@ -193,7 +190,7 @@ class UploadDerivative(db.Model):  # type: ignore[name-defined]
     upload: Mapped[Upload] = relationship(back_populates="derivatives")
 
 
-# --- account lifecycle (account issue) ---------------------------------------------
+# --- account lifecycle (password reset, e-mail change) -----------------------------
 
 
 class EmailChangeRequest(db.Model):  # type: ignore[name-defined]
@@ -221,7 +218,7 @@ class EmailChangeRequest(db.Model):  # type: ignore[name-defined]
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
-# --- operations (periodic jobs issue) ----------------------------------------------
+# --- operations (daily statistics) --------------------------------------------------
 
 
 class DailyStats(db.Model):  # type: ignore[name-defined]
@@ -247,9 +244,3 @@ class DailyStats(db.Model):  # type: ignore[name-defined]
     mails_failed: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    def as_dict(self) -> dict[str, Any]:
-        """The counts as plain JSON values (``day`` as ISO date)."""
-        return {"day": self.day.isoformat(), "signups": self.signups,
-                "verifications": self.verifications, "logins": self.logins,
-                "uploads": self.uploads, "bytes_saved": self.bytes_saved,
-                "mails_sent": self.mails_sent, "mails_failed": self.mails_failed}

@@ -16,14 +16,9 @@ from kombu import Connection
 from tests.conftest import new_email, register
 from tests.faults.conftest import Counts
 from tests.stack import Stack, wait_until
+from webapp.broker import queue_depth
 
 LIMIT = 2
-
-
-def queue_length(broker_url: str, name: str) -> int:
-    """Messages ready in ``name`` (passive declare: never creates nor changes it)."""
-    with Connection(broker_url) as conn:
-        return int(conn.default_channel.queue_declare(queue=name, passive=True).message_count)
 
 
 def take_one(broker_url: str, name: str) -> Any:
@@ -41,7 +36,7 @@ def test_poison_message_is_dead_lettered_after_the_delivery_limit(tmp_path: Path
         result = stack.celery.send_task("tests.faults.poison.die", args=[str(deaths)],
                                         queue="mail")
 
-        wait_until(lambda: queue_length(stack.broker_url, "mail.dlq") == 1, 60,
+        wait_until(lambda: queue_depth(stack.broker_url, "mail.dlq").messages == 1, 60,
                    interval=0.25, what="the poison message in mail.dlq")
         deliveries = deaths.read_text().split()
         message = take_one(stack.broker_url, "mail.dlq")
@@ -56,7 +51,7 @@ def test_poison_message_is_dead_lettered_after_the_delivery_limit(tmp_path: Path
         assert len(set(deliveries)) == LIMIT + 1
         assert headers.get("id") == result.id and headers.get("task") == "tests.faults.poison.die"
         assert death.get("reason") == "delivery_limit" and death.get("queue") == "mail"
-        assert queue_length(stack.broker_url, "mail") == 0
+        assert queue_depth(stack.broker_url, "mail").messages == 0
 
         # The worker (its main process) survived and still sends mail.
         assert worker.poll() is None

@@ -21,6 +21,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from tests.ops.test_procfiles import procfile_command
 from tests.stack import CELERY, ROOT, Stack, free_port, wait_until
 from webapp import config as config_module
 from webapp import create_app
@@ -33,11 +34,7 @@ pytestmark = pytest.mark.timeout(240)
 @pytest.fixture(scope="module")
 def ops_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("ops_live")
-    stack = Stack("sqlite", tmp, env_overrides={
-        "BEAT_TEST_INTERVAL": "1",
-        "WORKER_METRICS_DIR": str(tmp / "worker-metrics"),
-        "WORKER_METRICS_PORT": str(free_port()),
-    }).start()
+    stack = Stack("sqlite", tmp, env_overrides={"BEAT_TEST_INTERVAL": "1"}).start()
     yield stack
     stack.stop()
 
@@ -61,11 +58,12 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def test_flower_requires_auth_and_lists_worker(ops_stack: Stack) -> None:
+    """Flower as the Procfile starts it: FLOWER_PORT decides its port; its REST
+    calls need the login; its own /metrics counts the worker's tasks."""
     port = free_port()
-    env = {**ops_stack.env, "FLOWER_BASIC_AUTH": "ops:s3cret-pass",
+    env = {**ops_stack.env, "FLOWER_BASIC_AUTH": "ops:s3cret-pass", "FLOWER_PORT": str(port),
            "FLOWER_DB": str(ops_stack.tmp / "flower")}
-    proc = start_logged([CELERY, "-A", "celery_app", "flower", "--conf=flowerconfig.py",
-                         f"--port={port}"], env, ops_stack.tmp / "flower.log")
+    proc = start_logged(procfile_command("Procfile", "flower"), env, ops_stack.tmp / "flower.log")
     base = f"http://127.0.0.1:{port}"
 
     def get(path: str, auth: tuple[str, str] | None = None) -> requests.Response | None:
@@ -95,12 +93,29 @@ def test_flower_requires_auth_and_lists_worker(ops_stack: Stack) -> None:
         queues = get("/api/queues/length", auth)
         print("flower /api/queues/length:", queues.status_code, queues.text[:200])
         assert queues.status_code == 200
-        types = get("/api/task/types", auth)
+        types = get("/api/task/types", auth)  # task names Flower has seen so far
         assert types.status_code == 200 and "webapp.tasks.periodic.purge_tokens" in types.text
         # Flower's own /metrics needs no login (documented): hence address=127.0.0.1.
-        assert get("/metrics").status_code == 200
+        # It carries the task counters and run times (docs/operations.md).
+        flower_metrics = get("/metrics")
+        assert flower_metrics.status_code == 200
+        text = flower_metrics.text
+        task = "webapp.tasks.periodic.purge_tokens"
+        assert metric(text, "flower_events_total", task=task, type="task-succeeded") >= 1
+        assert metric(text, "flower_task_runtime_seconds_count", task=task) >= 1
     finally:
         stop(proc)
+
+
+def test_registered_tasks_listed_by_celery_inspect(ops_stack: Stack) -> None:
+    """docs/operations.md's way to list every registered task (Flower's
+    /api/task/types shows only the ones it has seen)."""
+    proc = subprocess.run([CELERY, "-A", "celery_app", "inspect", "registered", "--timeout", "5"],
+                          cwd=ROOT, env=ops_stack.env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for task in ("webapp.tasks.mail.send_mail", "webapp.tasks.images.process_image",
+                 "webapp.tasks.periodic.backup_database"):
+        assert task in proc.stdout
 
 
 def test_flowerconfig_refuses_production_without_auth(monkeypatch: pytest.MonkeyPatch,
@@ -186,15 +201,6 @@ def test_metrics(ops_stack: Stack) -> None:
     assert metric(text, "onboard_queue_consumers", queue="celery") >= 1
     assert metric(text, "onboard_queue_messages", queue="mail") is not None
     assert metric(text, "onboard_outbox_messages", state="sent") is not None
-    # Counted in the worker's pool processes (beat and flower ran purge_tokens).
-    assert metric(text, "onboard_tasks_total", task="webapp.tasks.periodic.purge_tokens",
-                  state="succeeded") >= 1
-    assert metric(text, "onboard_task_runtime_seconds_count",
-                  task="webapp.tasks.periodic.purge_tokens") >= 1
-    # The worker's own loopback endpoint serves the same counters.
-    own = requests.get(f"http://127.0.0.1:{ops_stack.env['WORKER_METRICS_PORT']}/metrics", timeout=5).text
-    assert metric(own, "onboard_tasks_total", task="webapp.tasks.periodic.purge_tokens",
-                  state="succeeded") >= 1
 
     ops_stack.app.config["METRICS_TOKEN"] = "tok-" + uuid.uuid4().hex
     try:
@@ -205,6 +211,25 @@ def test_metrics(ops_stack: Stack) -> None:
         assert ok.status_code == 200
     finally:
         ops_stack.app.config["METRICS_TOKEN"] = ""
+
+
+def test_metrics_report_an_unreachable_broker(ops_stack: Stack) -> None:
+    """A dead broker answers the scrape with onboard_broker_up 0 and no queue
+    gauges (an outage never reads as empty queues); the database figures stay."""
+    dead = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
+    app = create_app({**config_module.from_env({**ops_stack.env, "CELERY_BROKER_URL": dead}),
+                      "TESTING": True})
+    try:
+        resp = app.test_client().get("/metrics")
+        text = resp.get_data(as_text=True)
+        assert resp.status_code == 200
+        assert metric(text, "onboard_broker_up") == 0.0
+        assert metric(text, "onboard_queue_messages") is None
+        assert metric(text, "onboard_outbox_messages", state="sent") is not None
+    finally:
+        ops_stack.celery.set_default()
+        with app.app_context():
+            db.engine.dispose()
 
 
 # --- /healthz -------------------------------------------------------------------------

@@ -78,7 +78,7 @@ def celery_settings(env: SettingsEnv, database_url: str, instance_dir: Path) -> 
         "task_track_started": True,
         "result_expires": env.int("CELERY_RESULT_EXPIRES", 7 * 24 * 3600),
         "imports": ("webapp.tasks.mail", "webapp.tasks.periodic", "webapp.tasks.images",
-                    "webapp.ops.worker_metrics", "webapp.ops.worker_logging"),
+                    "webapp.ops.worker_logging"),
         "beat_schedule_filename": str(instance_dir / "celerybeat-schedule"),
         "beat_schedule": beat_schedule(env),
         "timezone": env.str("TIMEZONE", "UTC"),

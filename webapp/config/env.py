@@ -21,7 +21,7 @@ import environs
 #: Name prefixes reserved for Onboard's own settings (see the module docstring).
 OWNED_PREFIXES: tuple[str, ...] = (
     "ONBOARD_", "MAIL_", "OUTBOX_", "UPLOAD_", "RATELIMIT_", "BACKUP_",
-    "EMAIL_CHANGE_", "PASSWORD_RESET_", "WORKER_METRICS_",
+    "EMAIL_CHANGE_", "PASSWORD_RESET_",
 )
 
 

@@ -146,10 +146,6 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "PG_DUMP": env.str("PG_DUMP", "pg_dump"),
         # /metrics: a bearer token; when empty only loopback clients are answered.
         "METRICS_TOKEN": env.str("METRICS_TOKEN", ""),
-        # Worker task counters (prometheus multiprocess files, one subfolder per
-        # worker node) and the worker's own loopback metrics port (0: none).
-        "WORKER_METRICS_DIR": env.str("WORKER_METRICS_DIR", str(instance_dir / "worker-metrics")),
-        "WORKER_METRICS_PORT": env.int("WORKER_METRICS_PORT", 0),
         # /healthz: seconds each check may take (broker connect, worker ping).
         "HEALTH_TIMEOUT": env.float("HEALTH_TIMEOUT", 1.0),
         "RATELIMIT_STORAGE_URI": env.str("RATELIMIT_STORAGE_URI", "memory://"),
