@@ -9,10 +9,10 @@ its relay (run by celery beat), which calls this function again later.
 
 Why a helper thread: RabbitMQ under a memory or disk alarm accepts connections
 but blocks publishers, so no publisher confirm ever comes, and kombu's publish
-(and its clean-up) can then wait with no time-out of its own. Measured in
-``tests/faults/test_publish_blocked.py``: a publish made on the request's own
-thread held ``POST /uploads`` for as long as the alarm lasted (90 s of a 90 s
-alarm).
+(and its clean-up) can then wait with no time-out of its own: a publish made on
+the request's own thread holds the page for as long as the alarm lasts
+(measured: ``POST /uploads`` took 90 s under a 90 s alarm). The time-out is
+checked by ``tests/faults/test_publish_blocked.py``.
 """
 from __future__ import annotations
 
