@@ -7,6 +7,7 @@ skipped unless ``-m slow`` is given (or ``RUN_SLOW=1``).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -112,6 +113,25 @@ class RabbitNode:
     def outage_end(self) -> None:
         self.ctl("start_app")
         self.wait_port(True)
+
+    def memory_alarmed(self) -> bool:
+        """True while the node has a memory alarm (``rabbit_alarm:get_alarms()``)."""
+        return "memory" in self.ctl("eval", "rabbit_alarm:get_alarms().")
+
+    @contextlib.contextmanager
+    def memory_alarm(self) -> Iterator[None]:
+        """Hold a memory alarm on this node: RabbitMQ keeps accepting connections
+        but blocks every publishing one, so no publisher confirm comes. The
+        watermark is set back to RabbitMQ's default (0.4) on the way out, and
+        the alarm is cleared before this returns."""
+        self.ctl("set_vm_memory_high_watermark", "absolute", "1")
+        wait_until(self.memory_alarmed, 15, interval=0.1, what="memory alarm raised")
+        try:
+            yield
+        finally:
+            self.ctl("set_vm_memory_high_watermark", "0.4")
+            wait_until(lambda: not self.memory_alarmed(), 15, interval=0.1,
+                       what="memory alarm cleared")
 
     def vhost(self, name: str) -> str:
         self.ctl("add_vhost", name)
