@@ -109,7 +109,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # (the relay catches up), so a dead broker port costs one connection
         # timeout, not one per page.
         "OUTBOX_PUBLISH_PAUSE": env.float("OUTBOX_PUBLISH_PAUSE", 5.0),
-        # Longest a page waits to publish its mail task (connect, write and
+        # Longest a page waits to publish its task (mail or image: connect, write and
         # confirm), seconds; a broker blocked by a memory/disk alarm never confirms.
         "OUTBOX_PUBLISH_TIMEOUT": env.float("OUTBOX_PUBLISH_TIMEOUT", 3.0),
         "MEDIA_ROOT": env.str("MEDIA_ROOT", str(instance_dir / "media")),
