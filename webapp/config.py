@@ -373,6 +373,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RATELIMIT_CODE": env.str("RATELIMIT_CODE", "10 per minute;50 per hour"),
         "RATELIMIT_CAPTCHA": env.str("RATELIMIT_CAPTCHA", "30 per minute"),
         "CELERY": celery_settings(env, database_url),
+        # --- mail delivery security ---
+        # PEM bundle of the CAs trusted for the SMTP server's TLS certificate; empty = the system store.
+        "MAIL_SSL_CA_FILE": env.str("MAIL_SSL_CA_FILE", "") or None,
     }
 
 

@@ -29,7 +29,8 @@ from tests.faults.conftest import Counts, FaultStack, RabbitNode, elapsed, messa
 from tests.stack import SMTPSink, wait_until
 from webapp import outbox
 from webapp.extensions import db
-from webapp.mail import message_id_for, retry_span
+from webapp.mail import message_id_for
+from webapp.tasks.retry import retry_span
 from webapp.models import OutboxMessage, User
 
 BROKER_OUTAGE = float(os.environ.get("FAULT_BROKER_OUTAGE", "30"))
