@@ -135,3 +135,24 @@ def test_permanent_refusal_is_logged_once_without_traceback(plain_stack) -> None
     ours = [ln for ln in lines if task_id in ln]
     # "received", the failure, "succeeded": nothing else for one refused mail.
     assert len(ours) == 3 and sum("failed permanently" in ln for ln in ours) == 1, text
+
+
+def test_mail_that_cannot_be_built_fails_with_its_reason(plain_stack) -> None:  # type: ignore[no-untyped-def]
+    stack, _sink, _log = plain_stack
+    from webapp.tasks.mail import send_mail
+
+    with stack.app.app_context():
+        row = OutboxMessage(kind="retired_kind", to_address="ann@example.com", context={})
+        db.session.add(row)
+        db.session.commit()
+        row_id = row.id
+        send_mail.delay(row_id)
+
+    def settled() -> OutboxMessage | None:
+        with stack.app.app_context():
+            found = db.session.get(OutboxMessage, row_id)
+            return found if found.failed_at or found.sent_at else None
+
+    failed = wait_until(settled, 30, what="the row of an unknown kind failed")
+    assert failed.sent_at is None and failed.claimed_at is None
+    assert failed.last_error == "could not build the mail: KeyError: 'retired_kind'"

@@ -297,12 +297,17 @@ def deliver(outbox_id: int, *, redelivered: bool = False) -> str:
             row.message_id = str(msg["Message-ID"])
             row.last_error = None
             db.session.commit()
-    except (smtplib.SMTPException, OSError, SoftTimeLimitExceeded, PermanentMailError) as exc:
-        if accepted:  # only QUIT failed; the server has the mail
+    except Exception as exc:  # noqa: BLE001 - every outcome is recorded, see below
+        network = isinstance(exc, (smtplib.SMTPException, OSError, SoftTimeLimitExceeded))
+        if accepted and network:  # only QUIT failed; the server has the mail
             log.info("mail outbox=%s sent; QUIT failed: %s", outbox_id, exc)
             return "sent"
+        if accepted:  # recording the send failed (the database): nothing to undo here
+            raise
         db.session.rollback()
         reason = f"{type(exc).__name__}: {exc}"
+        if not network and not isinstance(exc, PermanentMailError):
+            return _fail(outbox_id, f"unexpected error while sending: {reason}")
         if classify_smtp_error(exc) is PermanentMailError:
             return _fail(outbox_id, reason)
         if isinstance(exc, ssl.SSLCertVerificationError):
@@ -312,12 +317,6 @@ def deliver(outbox_id: int, *, redelivered: bool = False) -> str:
                       exc.verify_message)
         _release(outbox_id, reason)
         raise TransientMailError(reason) from exc
-    except Exception as exc:  # noqa: BLE001 - never leave the row claimed
-        if accepted:
-            log.info("mail outbox=%s sent; QUIT failed: %s", outbox_id, exc)
-            return "sent"
-        db.session.rollback()
-        return _fail(outbox_id, f"unexpected error while sending: {type(exc).__name__}: {exc}")
     return "sent"
 
 
