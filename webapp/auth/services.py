@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from webapp import outbox
@@ -152,6 +152,25 @@ def authenticate(email: str, password: str) -> LoginResult:
     user.last_login_at = utcnow()
     db.session.commit()
     return LoginResult(user, True)
+
+
+def end_sessions(user: User) -> None:
+    """End every session of ``user``: ``session_epoch`` + 1, committed.
+
+    Session and remember cookies carry the epoch (``User.get_id``), so every
+    cookie issued before, including a copy of the current one, is refused by
+    :func:`load_user` afterwards (OWASP Session Management Cheat Sheet: log-out
+    invalidates the session on the server). Reset links carry the epoch too and
+    die with it. The increment is one ``UPDATE … SET session_epoch =
+    session_epoch + 1``, so two log-outs at once both count.
+
+    Args:
+        user: the account (a loaded :class:`User`).
+    """
+    db.session.execute(update(User).where(User.id == user.id)
+                       .values(session_epoch=User.session_epoch + 1)
+                       .execution_options(synchronize_session=False))
+    db.session.commit()
 
 
 def load_user(session_id: str) -> User | None:

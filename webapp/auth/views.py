@@ -7,6 +7,7 @@ from werkzeug.wrappers import Response
 
 from webapp.auth import bp, services
 from webapp.auth.forms import LoginForm, LogoutForm, RegisterForm, ResendForm
+from webapp.auth.redirects import local_path
 from webapp.auth.tokens import TokenError
 from webapp.extensions import login_manager
 from webapp.ratelimit import limit
@@ -88,9 +89,12 @@ def login() -> str | Response | tuple[str, int]:
     if form.validate_on_submit():
         result = services.authenticate(form.email.data, form.password.data)
         if result.ok and result.user is not None:
+            # Checked before the session is written: a bad ``next`` only loses
+            # the target, never the answer.
+            target = local_path(request.args.get("next")) or url_for("main.index")
             login_user(result.user)
             flash("You are logged in.", "success")
-            return redirect(_safe_next() or url_for("main.index"), code=303)
+            return redirect(target, code=303)
         if result.user is not None:
             unverified = True
             form.form_errors.append("Your e-mail address is not verified yet. Follow the link "
@@ -105,16 +109,14 @@ def login() -> str | Response | tuple[str, int]:
 @bp.post("/logout")
 @login_required
 def logout() -> Response:
-    """End the session (POST with a CSRF token, so a link cannot log people out)."""
+    """End the session (POST with a CSRF token, so a link cannot log people out).
+
+    The account's session epoch moves on too (:func:`services.end_sessions`), so a
+    copy of the session cookie (or a remember cookie) saved before is refused.
+    """
     if LogoutForm().validate_on_submit():
+        services.end_sessions(current_user._get_current_object())
         logout_user()
         flash("You are logged out.", "info")
     return redirect(url_for("main.index"), code=303)
 
-
-def _safe_next() -> str | None:
-    """The ``next`` parameter if it is a local path (no open redirect)."""
-    target = request.args.get("next", "")
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
