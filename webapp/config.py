@@ -169,6 +169,7 @@ def celery_settings(env: _Env, database_url: str) -> dict[str, Any]:
         "worker_detect_quorum_queues": True,
         "task_routes": {
             "webapp.tasks.mail.*": {"queue": "mail", "routing_key": "mail"},
+            "webapp.tasks.account.*": {"queue": "mail", "routing_key": "mail"},
             "webapp.tasks.images.*": {"queue": "images", "routing_key": "images"},
             "webapp.tasks.periodic.*": {"queue": "celery", "routing_key": "celery"},
             # The upload relay is light: keep it off the CPU-bound images queue.
@@ -184,6 +185,7 @@ def celery_settings(env: _Env, database_url: str) -> dict[str, Any]:
         "task_track_started": True,
         "result_expires": env.int("CELERY_RESULT_EXPIRES", 7 * 24 * 3600),
         "imports": ("webapp.tasks.mail", "webapp.tasks.periodic", "webapp.tasks.images",
+                    "webapp.tasks.account",
                     "webapp.ops.worker_metrics", "webapp.ops.worker_logging"),
         "beat_schedule_filename": str(INSTANCE_DIR / "celerybeat-schedule"),
         "beat_schedule": {

@@ -19,7 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from webapp import outbox
-from webapp.auth import tokens
+from webapp.auth import mail_requests, tokens
 from webapp.auth.passwords import hash_password, verify_password
 from webapp.auth.services import find_user
 from webapp.extensions import db
@@ -38,23 +38,38 @@ CODE_DIGITS = 6
 # --- password reset ------------------------------------------------------------------
 
 
-def request_password_reset(email: str) -> None:
-    """Queue a reset mail for the account with this address, if there is one.
+#: The worker-side task of :func:`request_password_reset` (:mod:`webapp.tasks.account`).
+RESET_TASK = "webapp.tasks.account.password_reset"
 
-    Nothing happens for an unknown address, or when the per-account throttle
-    (:func:`webapp.ratelimit.mail_throttled`: one a minute, five a day) says no;
-    the caller answers the same in every case.
+
+def request_password_reset(email: str) -> None:
+    """Ask for a reset mail to ``email``; the web side of "forgot password".
+
+    Publishes :data:`RESET_TASK` for any address, known or not, and runs no SQL,
+    so the answer time tells nothing (see :mod:`webapp.auth.mail_requests`); the
+    worker runs :func:`send_password_reset`.
 
     Args:
         email: normalised address.
     """
-    user = find_user(email)
-    if user is None or mail_throttled(RESET, user.id):
-        db.session.rollback()
-        return
-    row = outbox.add(RESET, user.email, user_id=user.id)
-    db.session.commit()
-    outbox.publish([row.id])
+    mail_requests.submit(RESET_TASK, email, send_password_reset)
+
+
+def send_password_reset(email: str, request_id: str) -> str:
+    """Queue a reset mail for the account with this address, if there is one.
+
+    Nothing happens for an unknown address, or when the per-account throttle
+    (:func:`webapp.ratelimit.mail_throttled`: one a minute, five a day) says no.
+
+    Args:
+        email: normalised address.
+        request_id: the request's id (idempotency key, see
+            :func:`webapp.auth.mail_requests.queue_for_account`).
+
+    Returns:
+        The outcome of :func:`~webapp.auth.mail_requests.queue_for_account`.
+    """
+    return mail_requests.queue_for_account(RESET, email, request_id)
 
 
 @mail_kind(RESET)
@@ -199,6 +214,7 @@ def request_email_change(user: User, password: str, new_email: str) -> EmailChan
     if not verify_password(user.password_hash, password):
         raise WrongPassword()
     if mail_throttled(EMAIL_CODE, user.id):
+        db.session.rollback()
         raise EmailChangeThrottled()
     db.session.execute(delete(EmailChangeRequest).where(EmailChangeRequest.user_id == user.id))
     salt = secrets.token_hex(16)

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from webapp import outbox
-from webapp.auth import tokens
+from webapp.auth import mail_requests, tokens
 from webapp.auth.passwords import hash_password, needs_rehash, verify_password
 from webapp.extensions import db
 from webapp.mail import Rendered, mail_kind
@@ -63,25 +63,41 @@ def register_user(email: str, password: str) -> User:
     return user
 
 
+#: The worker-side task of :func:`resend_verification` (:mod:`webapp.tasks.account`).
+RESEND_TASK = "webapp.tasks.account.resend_verification"
+
+
 def resend_verification(email: str) -> None:
+    """Ask for a new verification mail to ``email``; the web side of a resend.
+
+    Publishes :data:`RESEND_TASK` for any address, known or not, and runs no
+    SQL, so the answer time tells nothing (see :mod:`webapp.auth.mail_requests`);
+    the worker runs :func:`send_verification_again`.
+
+    Args:
+        email: normalised address.
+    """
+    mail_requests.submit(RESEND_TASK, email, send_verification_again)
+
+
+def send_verification_again(email: str, request_id: str) -> str:
     """Queue a new verification mail if ``email`` names an unverified account.
 
     Does nothing otherwise, nor when the per-account throttle says no (one resend
     a minute, five a day, counted on earlier resends; the sign-up mail itself is
-    not counted, so someone who did not get it can ask at once); the caller
-    answers the same either way (no account enumeration).
-    """
-    from webapp.ratelimit import mail_throttled
+    not counted, so someone who did not get it can ask at once).
 
-    user = find_user(email)
-    if user is None or user.is_verified:
-        return
-    if mail_throttled(VERIFY, user.id, only=lambda r: bool((r.context or {}).get("resend"))):
-        db.session.rollback()
-        return
-    row = outbox.add(VERIFY, email, user_id=user.id, context={"resend": True})
-    db.session.commit()
-    outbox.publish([row.id])
+    Args:
+        email: normalised address.
+        request_id: the request's id (idempotency key, see
+            :func:`webapp.auth.mail_requests.queue_for_account`).
+
+    Returns:
+        The outcome of :func:`~webapp.auth.mail_requests.queue_for_account`.
+    """
+    return mail_requests.queue_for_account(
+        VERIFY, email, request_id, wanted=lambda user: not user.is_verified,
+        context={"resend": True}, only=lambda r: bool((r.context or {}).get("resend")))
 
 
 @mail_kind(VERIFY)
