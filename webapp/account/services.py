@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from webapp import outbox
@@ -262,29 +262,42 @@ def confirm_email_change(user: User, code: str) -> str:
     """Change the user's address if ``code`` matches their open request.
 
     The code is compared as an HMAC in constant time (``hmac.compare_digest``).
-    Each wrong code counts; after ``EMAIL_CHANGE_MAX_ATTEMPTS`` the request is
-    locked (NIST SP 800-63B: limit failed attempts on short codes). A notice goes
-    to the old address.
+    Each entry counts: it claims one attempt with ``UPDATE … SET attempts =
+    attempts + 1 WHERE attempts < EMAIL_CHANGE_MAX_ATTEMPTS RETURNING attempts``
+    before the code is compared, so however many requests arrive at once at
+    most ``EMAIL_CHANGE_MAX_ATTEMPTS`` codes are ever compared; then the request
+    is locked (NIST SP 800-63B: limit failed attempts on short codes). A notice
+    goes to the old address.
 
     Returns:
         The old address.
 
     Raises:
-        CodeError: see its reasons; a wrong code only increments ``attempts``.
+        CodeError: see its reasons; a wrong code only increments ``attempts``
+            (committed).
     """
     cfg = current_app.config
+    limit = cfg["EMAIL_CHANGE_MAX_ATTEMPTS"]
     request = open_request(user)
     if request is None:
         raise CodeError("none", "There is no pending address change. Start again below.")
-    if request.attempts >= cfg["EMAIL_CHANGE_MAX_ATTEMPTS"]:
-        raise CodeError("locked", "Too many wrong codes. Ask for a new code below.")
     if request.expires_at <= utcnow():
         raise CodeError("expired", "This code has expired. Ask for a new code below.")
+    # Claim one attempt before comparing, in one atomic UPDATE: concurrent
+    # requests each get their own count, and none is compared past the limit.
+    claimed = db.session.execute(
+        update(EmailChangeRequest)
+        .where(EmailChangeRequest.id == request.id, EmailChangeRequest.attempts < limit)
+        .values(attempts=EmailChangeRequest.attempts + 1)
+        .returning(EmailChangeRequest.attempts)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    db.session.commit()
+    if claimed is None:
+        raise CodeError("locked", "Too many wrong codes. Ask for a new code below.")
     typed = "".join((code or "").split())
     if not hmac.compare_digest(_code_hash(request.code_salt, typed), request.code_hash):
-        request.attempts += 1
-        left = cfg["EMAIL_CHANGE_MAX_ATTEMPTS"] - request.attempts
-        db.session.commit()
+        left = limit - claimed
         if left <= 0:
             raise CodeError("locked", "Too many wrong codes. Ask for a new code below.")
         raise CodeError("wrong", f"The code is not right. {left} tries left.")
