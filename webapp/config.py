@@ -373,6 +373,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RATELIMIT_CODE": env.str("RATELIMIT_CODE", "10 per minute;50 per hour"),
         "RATELIMIT_CAPTCHA": env.str("RATELIMIT_CAPTCHA", "30 per minute"),
         "CELERY": celery_settings(env, database_url),
+        # --- health, uploads (sec-ops)
+        "UPLOAD_MAX_DECODE_BYTES": env.int("UPLOAD_MAX_DECODE_BYTES", 150_000_000),  # decode buffer cap, bytes (interlaced PNG, progressive JPEG)
+        "HEALTH_CACHE_SECONDS": env.float("HEALTH_CACHE_SECONDS", 5.0),  # /healthz result reused this long per process
     }
 
 

@@ -425,3 +425,26 @@ def test_delete_before_the_worker_runs(stack: Stack) -> None:
     assert result.get(timeout=30, interval=0.1) == "missing"
     assert media_files(stack, "derivatives") == derivatives_before
     assert client.get(f"/uploads/{upload_id}").status_code == 404
+
+
+def test_interlaced_png_refused_by_decode_memory_bound(stack: Stack, tmp_path: Path) -> None:
+    """An interlaced 16-bit RGBA 7000x7000 PNG (~380 KB, 392 MB to decode) is refused
+    at the door with the reason and nothing stored; one that got past a web with a
+    laxer limit ends ``failed`` on the worker with the same reason."""
+    from tests.imaging_samples import zero_png
+
+    client, email = verified_client(stack, "adam7")
+    data = zero_png(tmp_path / "adam7.png", 7000, 7000).read_bytes()
+    resp = upload(client, data, "big.png", "image/png", Accept="application/json")
+    assert resp.status_code == 400
+    assert "interlaced PNG would need 392 MB" in resp.get_json()["error"]["message"]
+    assert upload_count(stack, email) == 0
+
+    limit = stack.app.config["UPLOAD_MAX_DECODE_BYTES"]
+    stack.app.config["UPLOAD_MAX_DECODE_BYTES"] = 10**12
+    try:
+        upload_id = upload_id_from(upload(client, data, "big.png", "image/png"))
+    finally:
+        stack.app.config["UPLOAD_MAX_DECODE_BYTES"] = limit
+    doc = wait_finished(client, upload_id)
+    assert doc["status"] == "failed" and "interlaced PNG would need 392 MB" in doc["error"], doc
