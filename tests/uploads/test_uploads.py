@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -16,7 +15,8 @@ from werkzeug.datastructures import FileStorage
 from tests.conftest import csrf_from
 from tests.stack import Stack
 from tests.uploads import samples
-from tests.uploads.conftest import status, upload, upload_id_from, verified_client, wait_finished
+from tests.uploads.conftest import (avatar_upload, status, upload, upload_id_from,
+                                    verified_client, wait_finished)
 from webapp.extensions import db
 from webapp.models import Upload, UploadDerivative, User
 from webapp.uploads import services
@@ -410,14 +410,6 @@ def test_uploads_are_rate_limited_per_user(stack: Stack) -> None:
             db.engine.dispose()
     finally:
         limiter.enabled = was_enabled
-
-
-def avatar_upload(client: Any, data: bytes, filename: str = "me.png") -> Any:
-    """POST ``data`` as the ``photo`` field of /account/avatar with a fresh CSRF token."""
-    token = csrf_from(client.get("/account").data)
-    return client.post("/account/avatar", data={"photo": (io.BytesIO(data), filename),
-                                                "csrf_token": token},
-                       content_type="multipart/form-data")
 
 
 def test_one_upload_limit_across_uploads_and_avatar(stack: Stack) -> None:
