@@ -415,7 +415,7 @@ def test_uploads_are_rate_limited_per_user(stack: Stack) -> None:
 def test_one_upload_limit_across_uploads_and_avatar(stack: Stack) -> None:
     """``UPLOAD_RATE_LIMIT`` (default 20 per minute) is one count per user over every
     route that takes a file: the 21st upload, whichever route, answers 429 and
-    stores and publishes nothing; ``POST /account`` no longer takes a photo at all."""
+    stores and publishes nothing; ``POST /account`` takes no photo at all."""
     from tests.conftest import login
     from webapp import config as config_module
     from webapp import create_app
@@ -431,7 +431,7 @@ def test_one_upload_limit_across_uploads_and_avatar(stack: Stack) -> None:
         client = app.test_client()
         assert login(client, email).status_code == 303
 
-        # The old way in: a photo POSTed to /account is refused, nothing stored.
+        # The account form's own route takes no file: refused, nothing stored.
         token = csrf_from(client.get("/account").data)
         resp = client.post("/account", data={"photo": (io.BytesIO(photo), "me.png"),
                                              "csrf_token": token},
