@@ -54,10 +54,12 @@ def code_field(label: str = "Code from the mail") -> StringField:
         Regexp(r"^\s*(\d\s*){6}$", message="The code is 6 digits.")])
 
 
-def email_field(label: str = "E-mail", optional: bool = False) -> EmailField:
-    """An address field: normalised by :class:`EmailAddress`, at most 320 characters."""
+def email_field(label: str = "E-mail", optional: bool = False,
+                field_id: str | None = None) -> EmailField:
+    """An address field: normalised by :class:`EmailAddress`, at most 320 characters.
+    ``field_id`` sets the HTML id where another form on the page has an ``email``."""
     first = Optional() if optional else DataRequired(message="Enter your e-mail address.")
-    return EmailField(label, validators=[first, Length(max=320), EmailAddress()])
+    return EmailField(label, validators=[first, Length(max=320), EmailAddress()], id=field_id)
 
 
 class RegisterForm(FlaskForm):
@@ -106,7 +108,7 @@ class VerifyCodeForm(FlaskForm):
     """``/verify/code``: the code of the verification mail; ``email`` is asked
     only when the sign-up session does not know the account."""
 
-    email = email_field(optional=True)
+    email = email_field(optional=True, field_id="code-email")
     code = code_field()
 
 
