@@ -4,7 +4,6 @@ opens it in Chromium, for verification and for password reset."""
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -12,27 +11,13 @@ from sqlalchemy import select
 
 from tests.account_helpers import PASSWORD, mail_with_subject, post_form
 from tests.conftest import link_from, login, new_email, register
-from tests.stack import Stack, launch_chromium, serve_http, text_body
+from tests.stack import Stack, text_body
+# The live server and Chromium fixtures of the sign-up browser test.
+from tests.test_browser_signup import browser, live_url  # noqa: F401
 from webapp.extensions import db
 from webapp.models import User
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def live_url(sqlite_stack: Stack) -> Iterator[str]:
-    with serve_http(sqlite_stack.app) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = launch_chromium(pw)
-        yield b
-        b.close()
 
 
 def scan(url: str) -> list[int]:

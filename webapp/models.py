@@ -196,7 +196,19 @@ class UploadDerivative(db.Model):  # type: ignore[name-defined]
 # --- account lifecycle (password reset, e-mail change) -----------------------------
 
 
-class EmailChangeRequest(db.Model):  # type: ignore[name-defined]
+class MailedCodeColumns:
+    """Columns of a row behind a mailed code (see :mod:`webapp.auth.codes`): the
+    random ``code_salt`` it is derived from, the HMAC it is checked against,
+    the entries claimed so far, and its lifetime."""
+
+    code_salt: Mapped[str] = mapped_column(String(64))
+    code_hash: Mapped[str] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class EmailChangeRequest(MailedCodeColumns, db.Model):  # type: ignore[name-defined]
     """A pending change of a user's address, confirmed by a 6-digit code mailed to
     the new address.
 
@@ -213,15 +225,10 @@ class EmailChangeRequest(db.Model):  # type: ignore[name-defined]
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     new_email: Mapped[str] = mapped_column(String(320))
-    code_salt: Mapped[str] = mapped_column(String(64))
-    code_hash: Mapped[str] = mapped_column(String(128))
-    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
-class AccountCode(db.Model):  # type: ignore[name-defined]
+class AccountCode(MailedCodeColumns, db.Model):  # type: ignore[name-defined]
     """The 6-digit code mailed with a verification or password-reset link.
 
     One open code per account and ``purpose`` (the mail kind: ``verify`` or
@@ -238,11 +245,6 @@ class AccountCode(db.Model):  # type: ignore[name-defined]
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     purpose: Mapped[str] = mapped_column(String(32))
-    code_salt: Mapped[str] = mapped_column(String(64))
-    code_hash: Mapped[str] = mapped_column(String(128))
-    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 # --- bounces and the suppression list -----------------------------------------------

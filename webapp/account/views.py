@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 from webapp.account import bp, services
 from webapp.account.forms import (ChangeEmailForm, ChangePasswordForm, ConfirmEmailForm,
                                   ForgotForm, ResetCodeForm, ResetForm)
+from webapp.auth import codes
 from webapp.auth.tokens import TokenError
 from webapp.extensions import limiter
 from webapp.ratelimit import limit
@@ -42,9 +43,7 @@ def reset_code() -> Response | tuple[str, int]:
         token = services.redeem_reset_code(form.email.data, form.code.data)
         if token is not None:
             return redirect(url_for("account.reset_password", token=token), code=303)
-        form.code.errors.append(
-            "That code is not right, or it no longer works (it is used up after 5 wrong tries "
-            "and expires with the link). Check the newest mail, or ask again.")
+        form.code.errors.append(codes.refused_message())
     return render_template("account/forgot_sent.html", email=form.email.data or "",
                            code_form=form), 400
 

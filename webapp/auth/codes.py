@@ -70,6 +70,14 @@ def matches(purpose: str, salt: str, stored: str, typed: str | None) -> bool:
 # --- codes that come with a verification or reset link -------------------------------
 
 
+def refused_message() -> str:
+    """The one answer to a code that cannot be used, whatever the reason (wrong,
+    expired, used up, unknown address), so the page tells nothing about accounts."""
+    limit = current_app.config["ACCOUNT_CODE_MAX_ATTEMPTS"]
+    return (f"That code is not right, or it no longer works (it is used up after {limit} "
+            "wrong tries and expires with the link). Check the newest mail, or ask for a new one.")
+
+
 def issue(user_id: int, purpose: str, max_age: int) -> AccountCode:
     """Give the account a new code for ``purpose`` in the caller's transaction.
 

@@ -6,7 +6,7 @@ from flask import (abort, current_app, flash, jsonify, redirect, render_template
 from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.wrappers import Response
 
-from webapp.auth import bp, captcha, services
+from webapp.auth import bp, captcha, codes, services
 from webapp.auth.forms import (AddressForm, CaptchaRegisterForm, ConfirmLinkForm, LoginForm,
                                LogoutForm, RegisterForm, ResendForm, VerifyCodeForm)
 from webapp.auth.redirects import local_path
@@ -96,9 +96,7 @@ def verify_code() -> str | tuple[str, int]:
             if user is not None:
                 session.pop(PENDING, None)
                 return render_template("auth/verified.html", email=user.email)
-            form.code.errors.append(
-                "That code is not right, or it no longer works (it is used up after 5 wrong "
-                "tries and expires with the link). Check the newest mail, or ask for a new one.")
+            form.code.errors.append(codes.refused_message())
     return _check_inbox_page(400, code_form=form)
 
 
