@@ -40,7 +40,13 @@ if str(ROOT) not in sys.path:  # scripts run as ``python bench/x.py``
 
 from aiosmtpd.smtp import SMTP as SMTPServer, Envelope, Session  # noqa: E402
 
-from tests.stack import CELERY, PYTHON, SinkHandler, Stack, free_port, wait_until  # noqa: E402
+from tests.harness.mail import SinkHandler  # noqa: E402
+
+from tests.harness.paths import CELERY, PYTHON  # noqa: E402
+
+from tests.harness.stack import Stack  # noqa: E402
+
+from tests.harness.wait import free_port, wait_until  # noqa: E402
 from webapp.broker import QueueNotFound, queue_depth  # noqa: E402
 
 GUNICORN = str(Path(PYTHON).with_name("gunicorn"))
@@ -387,7 +393,7 @@ def machine_info() -> dict[str, str]:
     try:
         import psycopg
 
-        from tests.stack import PG_ADMIN_URL
+        from tests.harness.databases import PG_ADMIN_URL
 
         with psycopg.connect(PG_ADMIN_URL) as conn:
             info["postgresql"] = conn.execute("show server_version").fetchone()[0]

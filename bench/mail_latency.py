@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (DepthSampler, Gunicorn, Report, header, parser,  # noqa: E402
                           percentile, sign_up, start_stack, stop_stack, timed_sink)
-from tests.stack import wait_until  # noqa: E402
+from tests.harness.wait import wait_until  # noqa: E402
 from webapp.broker import queue_depth  # noqa: E402
 
 

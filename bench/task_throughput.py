@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (CELERY, ROOT, Report, group_cpu, header, parser,  # noqa: E402
                           start_stack, start_worker, stop_stack)
-from tests.stack import Stack, free_port, wait_until  # noqa: E402
+from tests.harness.stack import Stack  # noqa: E402
+from tests.harness.wait import free_port, wait_until  # noqa: E402
 from webapp.broker import queue_depth  # noqa: E402
 
 NOOP = "bench.bench_tasks.noop"

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (PASSWORD, Gunicorn, Report, csrf_from, header, parser,  # noqa: E402
                           percentile, start_stack, stop_stack)
-from tests.stack import Stack  # noqa: E402
+from tests.harness.stack import Stack  # noqa: E402
 
 TARGET_BYTES = 7 * 1000 * 1000
 

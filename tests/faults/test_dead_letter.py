@@ -15,7 +15,8 @@ from kombu import Connection
 
 from tests.conftest import new_email, register
 from tests.faults.conftest import Counts
-from tests.stack import Stack, wait_until
+from tests.harness.stack import Stack
+from tests.harness.wait import wait_until
 from webapp.broker import queue_depth
 
 LIMIT = 2

@@ -26,7 +26,8 @@ from sqlalchemy import select
 
 from tests.conftest import new_email, register
 from tests.faults.conftest import Counts, FaultStack, RabbitNode, elapsed, message_ids
-from tests.stack import SMTPSink, wait_until
+from tests.harness.mail import SMTPSink
+from tests.harness.wait import wait_until
 from webapp import outbox
 from webapp.extensions import db
 from webapp.mail import message_id_for, retry_span

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from tests.conftest import new_email, register
 from tests.faults.conftest import Counts, FaultStack, RabbitNode, elapsed, message_ids
-from tests.stack import wait_until
+from tests.harness.wait import wait_until
 from webapp import outbox
 from webapp.extensions import db
 from webapp.mail import message_id_for

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from werkzeug.datastructures import FileStorage
 
 from tests.conftest import csrf_from
-from tests.stack import Stack
+from tests.harness.stack import Stack
 from tests.uploads import samples
 from tests.uploads.conftest import status, upload, upload_id_from, verified_client, wait_finished
 from webapp.extensions import db
@@ -294,7 +294,7 @@ def test_unpublished_upload_is_relayed(stack: Stack) -> None:
     the relay publishes it later, and the worker completes it."""
     from webapp import config as config_module
     from webapp import create_app
-    from tests.stack import free_port
+    from tests.harness.wait import free_port
 
     client, email = verified_client(stack, "relay")
     dead = create_app({**config_module.from_env(stack.env), "TESTING": True,
