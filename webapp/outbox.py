@@ -15,12 +15,7 @@ which is safe because sending is idempotent per row (:func:`webapp.mail.deliver`
 from __future__ import annotations
 
 import logging
-import os
-import threading
-import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 from typing import Any
 
@@ -29,20 +24,13 @@ from sqlalchemy import and_, or_, select, update
 
 from webapp.extensions import db
 from webapp.models import OutboxMessage, utcnow
+from webapp.publisher import publish_after_commit
+from webapp.tasks.mail import send_mail
 
 log = logging.getLogger(__name__)
 
-SEND_TASK = "webapp.tasks.mail.send_mail"
 #: A row whose message was lost this many times is marked failed, not republished.
 MAX_PUBLISHES = 5
-
-_pause_lock = threading.Lock()
-
-
-def _pause_state() -> dict[str, float]:
-    """Per app (so per process in production): after a failed publish, don't
-    try again before the monotonic time ``until``."""
-    return current_app.extensions.setdefault("outbox_publish_pause", {"until": 0.0})
 
 
 def add(kind: str, to_address: str, *, user_id: int | None = None,
@@ -50,7 +38,7 @@ def add(kind: str, to_address: str, *, user_id: int | None = None,
     """Add an outbox row to the current session; the caller commits.
 
     Args:
-        kind: mail kind, registered in :mod:`webapp.mail` (e.g. ``"verify"``).
+        kind: mail kind, listed in :data:`webapp.mail_kinds.KINDS` (e.g. ``"verify"``).
         to_address: recipient address, already normalised.
         user_id: the user the mail is about, if any.
         context: JSON-serialisable values for the mail builder.
@@ -64,93 +52,30 @@ def add(kind: str, to_address: str, *, user_id: int | None = None,
     return row
 
 
-def broker_paused() -> bool:
-    """True while publishing is paused after a broker failure (this app)."""
-    return time.monotonic() < _pause_state()["until"]
-
-
-def _publisher() -> ThreadPoolExecutor:
-    """This app's publishing thread, made per process (a forked worker child
-    must not inherit an executor whose thread stayed in the parent)."""
-    key = f"outbox_publisher_{os.getpid()}"
-    executor = current_app.extensions.get(key)
-    if executor is None:
-        executor = current_app.extensions[key] = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="outbox-publish")
-    return executor
-
-
-def _send_all(celery: Any, ids: list[int], done: list[int], wait: float) -> None:
-    for outbox_id in ids:
-        # retry=False: answer the page now; the relay retries later.
-        celery.send_task(SEND_TASK, args=[outbox_id], retry=False,
-                         timeout=wait, confirm_timeout=wait)
-        done.append(outbox_id)
-
-
 def publish(outbox_ids: Iterable[int]) -> list[int]:
-    """Publish the send task for each committed outbox row and mark it published.
+    """Publish ``send_mail`` for each committed outbox row and mark it published.
 
-    Call only after the commit that wrote the rows. Publishing waits for the
-    broker's confirm (``confirm_publish``) but never retries (``retry=False``)
-    and gives up after ``OUTBOX_PUBLISH_TIMEOUT`` seconds without a confirm (for
-    one row, the longest a page waits). It runs on a helper thread because a
-    broker blocked by a memory or disk alarm accepts connections but can stall
-    a publish, and kombu's clean-up of it, with no timeout of its own.
-
-    A failure or time-out is logged, not raised, so a page never fails because
-    the broker is down: the relay catches up (a publish that finishes late only
-    adds a duplicate task, which finds its row sent). After a failure this app
-    skips publishing for ``OUTBOX_PUBLISH_PAUSE`` seconds, so a dead broker
-    costs one time-out, not one per page.
+    Call only after the commit that wrote the rows. The publish itself (helper
+    thread, ``OUTBOX_PUBLISH_TIMEOUT``, ``OUTBOX_PUBLISH_PAUSE``) is
+    :func:`webapp.publisher.publish_after_commit`: a page waits at most the
+    time-out per row, a failure is logged, not raised, and the row stays for
+    :func:`relay_unpublished`.
 
     Args:
-        outbox_ids: ids of committed rows.
+        outbox_ids: ids (ints) of committed rows.
 
     Returns:
         The ids that were published (``published_at`` set, ``publish_count``
         incremented, committed).
     """
-    ids = list(outbox_ids)
-    if not ids:
-        return []
-    if broker_paused():
-        log.info("outbox %s left for the relay (broker failed recently)", ids)
-        return []
-    cfg = current_app.config
-    celery = current_app.extensions["celery"]
-    wait = cfg["OUTBOX_PUBLISH_TIMEOUT"]
-    sent: list[int] = []
-    future = _publisher().submit(_send_all, celery, ids, sent, wait)
-    error: BaseException | None = None
-    progress = 0
-    while True:  # give up after `wait` seconds without one more confirm
-        try:
-            future.result(timeout=wait)
-            break
-        except FutureTimeout:
-            if len(sent) == progress:
-                error = TimeoutError(f"no confirm within {wait}s")
-                break
-            progress = len(sent)
-        except Exception as exc:  # kombu raises several types for a dead broker
-            error = exc
-            break
-    done = list(sent)  # a late publish after a time-out is left to the relay
-    if error is not None:
-        with _pause_lock:
-            _pause_state()["until"] = time.monotonic() + cfg["OUTBOX_PUBLISH_PAUSE"]
-        log.warning("outbox %s not published (%s: %s); the relay will retry",
-                    [i for i in ids if i not in done], type(error).__name__, error)
-    if done:
+    def mark(done: list[int]) -> None:
         db.session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id.in_(done))
             .values(published_at=utcnow(), publish_count=OutboxMessage.publish_count + 1)
-            .execution_options(synchronize_session=False)
-        )
-        db.session.commit()
-    return done
+            .execution_options(synchronize_session=False))
+
+    return publish_after_commit(send_mail, outbox_ids, mark, what="outbox")
 
 
 def relay_unpublished(older_than: float, limit: int = 500) -> int:

@@ -2,11 +2,13 @@
 shared broker on 5672: free ports, its own data directory and Erlang cookie."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.harness.broker import Broker
@@ -107,6 +109,29 @@ class RabbitNode(Broker):
         """Start the broker app again and wait for its port."""
         self.ctl("start_app")
         self.wait_port(True)
+
+    def memory_alarmed(self) -> bool:
+        """True while the node has a memory alarm (``rabbit_alarm:get_alarms()``)."""
+        return "memory" in self.ctl("eval", "rabbit_alarm:get_alarms().")
+
+    @contextlib.contextmanager
+    def memory_alarm(self) -> Iterator[None]:
+        """Hold a memory alarm on this node: RabbitMQ keeps accepting connections
+        but blocks every publishing one, so no publisher confirm comes. The
+        watermark is set back to RabbitMQ's default (0.4) on the way out, and
+        the alarm is cleared before this returns.
+
+        Raises:
+            TimeoutError: the alarm was not raised (or cleared) within 15 s.
+        """
+        self.ctl("set_vm_memory_high_watermark", "absolute", "1")
+        wait_until(self.memory_alarmed, 15, interval=0.1, what="memory alarm raised")
+        try:
+            yield
+        finally:
+            self.ctl("set_vm_memory_high_watermark", "0.4")
+            wait_until(lambda: not self.memory_alarmed(), 15, interval=0.1,
+                       what="memory alarm cleared")
 
     def vhost(self, name: str) -> str:
         """Create vhost ``name``; its URL (same as :meth:`create_vhost`)."""

@@ -23,7 +23,7 @@ from webapp.auth import tokens
 from webapp.auth.passwords import hash_password, verify_password
 from webapp.auth.services import find_user
 from webapp.extensions import db
-from webapp.mail import Rendered, mail_kind
+from webapp.mail import Rendered
 from webapp.models import EmailChangeRequest, OutboxMessage, User, utcnow
 from webapp.ratelimit import mail_throttled
 from webapp.urls import external_url
@@ -57,7 +57,6 @@ def request_password_reset(email: str) -> None:
     outbox.publish([row.id])
 
 
-@mail_kind(RESET)
 def _reset_mail(row: OutboxMessage) -> Rendered:
     """Reset mail: a link signed now, at send time, that names the user, the
     address and the session epoch; it expires after ``PASSWORD_RESET_MAX_AGE``
@@ -142,7 +141,6 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
     outbox.publish([row.id])
 
 
-@mail_kind(PASSWORD_CHANGED)
 def _password_changed_mail(row: OutboxMessage) -> Rendered:
     """Notice that the password changed, with a link to reset it if it was not them."""
     return Rendered(subject="Your Onboard password was changed",
@@ -214,7 +212,6 @@ def request_email_change(user: User, password: str, new_email: str) -> EmailChan
     return request
 
 
-@mail_kind(EMAIL_CODE)
 def _email_code_mail(row: OutboxMessage) -> Rendered:
     """Code mail to the new address; the code is derived now from the request's
     salt. A request deleted meanwhile (replaced) gives a mail saying so."""
@@ -291,7 +288,6 @@ def confirm_email_change(user: User, code: str) -> str:
     return old
 
 
-@mail_kind(EMAIL_CHANGED)
 def _email_changed_mail(row: OutboxMessage) -> Rendered:
     """Notice to the old address that the account moved to a new one."""
     return Rendered(subject="Your Onboard e-mail address was changed",

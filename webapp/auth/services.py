@@ -16,7 +16,7 @@ from webapp import outbox
 from webapp.auth import tokens
 from webapp.auth.passwords import hash_password, needs_rehash, verify_password
 from webapp.extensions import db
-from webapp.mail import Rendered, mail_kind
+from webapp.mail import Rendered
 from webapp.models import OutboxMessage, User, utcnow
 from webapp.urls import external_url
 
@@ -84,7 +84,6 @@ def resend_verification(email: str) -> None:
     outbox.publish([row.id])
 
 
-@mail_kind(VERIFY)
 def _verify_mail(row: OutboxMessage) -> Rendered:
     """Verification mail: a link with a token signed now, at send time.
 

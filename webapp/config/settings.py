@@ -87,10 +87,13 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "MAIL_DEFAULT_SENDER": env.str("MAIL_DEFAULT_SENDER", "Onboard <no-reply@onboard.localhost>"),
         # SMTP socket timeout in seconds, handed to smtplib.
         "MAIL_TIMEOUT": env.float("MAIL_TIMEOUT", 30.0),
+        # PEM bundle of the CAs trusted for the SMTP server's TLS certificate;
+        # empty: the system's trust store. Certificates and host names are always verified.
+        "MAIL_SSL_CA_FILE": env.str("MAIL_SSL_CA_FILE", "") or None,
         # Transient SMTP failures retry after d*U(0.5, 1) s, d = min(2**n,
         # MAIL_RETRY_BACKOFF_MAX) ("equal jitter"): 16 retries capped at 300 s
-        # wait at least 1305 s and at most 2611 s in all, so they always outlast
-        # a 10-minute SMTP outage (webapp.mail.retry_span gives the bounds).
+        # wait at least 1306 s and at most 2611 s in all, so they always outlast
+        # a 10-minute SMTP outage (webapp.tasks.retry.retry_span gives the bounds).
         "MAIL_MAX_RETRIES": env.int("MAIL_MAX_RETRIES", 16),
         "MAIL_RETRY_BACKOFF_MAX": env.int("MAIL_RETRY_BACKOFF_MAX", 300),
         # A send claimed this many seconds ago and never finished is taken over
@@ -109,7 +112,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # (the relay catches up), so a dead broker port costs one connection
         # timeout, not one per page.
         "OUTBOX_PUBLISH_PAUSE": env.float("OUTBOX_PUBLISH_PAUSE", 5.0),
-        # Longest a page waits to publish its mail task (connect, write and
+        # Longest a page waits to publish its task (mail or image: connect, write and
         # confirm), seconds; a broker blocked by a memory/disk alarm never confirms.
         "OUTBOX_PUBLISH_TIMEOUT": env.float("OUTBOX_PUBLISH_TIMEOUT", 3.0),
         "MEDIA_ROOT": env.str("MEDIA_ROOT", str(instance_dir / "media")),

@@ -4,9 +4,9 @@ Web side (:func:`create_upload`): check the header with :func:`webapp.imaging.sn
 (allow-list and declared size; no pixel is decoded), store the original under a
 generated name, insert the ``pending`` row, commit, then publish
 ``process_image``. Nothing half-written: a failed store writes no row, a failed
-insert removes the stored file, and a failed publish leaves the row pending for
-:func:`relay_pending` (run by celery beat) — the outbox pattern of
-:mod:`webapp.outbox`.
+insert removes the stored file, and a failed or timed-out publish leaves the row
+pending for :func:`relay_pending` (run by celery beat) — the publish-after-commit
+of :mod:`webapp.publisher`, shared with the mail outbox.
 
 Worker side (:func:`process`): ``pending``/``processing`` → ``processing`` →
 ``done`` (derivatives recorded) or ``failed`` (``error`` says why, in words a
@@ -32,11 +32,11 @@ from werkzeug.datastructures import FileStorage
 from webapp import imaging
 from webapp.extensions import db
 from webapp.models import Upload, UploadDerivative, User, utcnow
+from webapp.publisher import publish_after_commit
 from webapp.uploads.storage import DERIVATIVES, ORIGINALS, get_storage
 
 log = logging.getLogger(__name__)
 
-PROCESS_TASK = "webapp.tasks.images.process_image"
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
 MISSING_FILE = "The uploaded file is missing; please upload it again."
 TOO_MANY_ATTEMPTS = "This image could not be processed (it was tried several times)."
@@ -88,32 +88,28 @@ def create_upload(user_id: int, file: FileStorage, purpose: str = "photo") -> Up
 def publish(upload_ids: int | list[int]) -> list[int]:
     """Publish ``process_image`` for committed uploads; mark them published.
 
-    Call only after the commit that wrote the rows. Each publish waits for the
-    broker's confirm (``confirm_publish``). A failure is logged, not raised: the
-    row stays unpublished and :func:`relay_pending` publishes it later.
+    Call only after the commit that wrote the rows. The publish itself (helper
+    thread, ``OUTBOX_PUBLISH_TIMEOUT``, ``OUTBOX_PUBLISH_PAUSE``) is
+    :func:`webapp.publisher.publish_after_commit`: an upload POST waits at most
+    the time-out, a failure is logged, not raised, and the row stays pending and
+    unpublished for :func:`relay_pending`.
 
     Args:
-        upload_ids: one id or a list of ids.
+        upload_ids: one id or a list of ids (ints).
 
     Returns:
-        The ids the broker took (and that are now marked published).
+        The ids the broker took (now marked published, committed).
     """
-    celery = current_app.extensions["celery"]
-    done: list[int] = []
-    for upload_id in [upload_ids] if isinstance(upload_ids, int) else upload_ids:
-        try:
-            # retry=False: answer the page now; the relay retries later.
-            celery.send_task(PROCESS_TASK, args=[upload_id], retry=False)
-        except Exception as exc:  # kombu raises several types for a dead broker
-            log.warning("upload %s not published (%s); the relay will retry", upload_id, exc)
-            continue
-        done.append(upload_id)
-    if done:
+    # Imported here: webapp.tasks.images imports this module.
+    from webapp.tasks.images import process_image
+
+    def mark(done: list[int]) -> None:
         db.session.execute(update(Upload)
                            .where(Upload.id.in_(done), Upload.published_at.is_(None))
                            .values(published_at=utcnow()))
-        db.session.commit()
-    return done
+
+    ids = [upload_ids] if isinstance(upload_ids, int) else upload_ids
+    return publish_after_commit(process_image, ids, mark, what="upload")
 
 
 def relay_pending(older_than: float, limit: int = 200) -> int:
@@ -124,9 +120,12 @@ def relay_pending(older_than: float, limit: int = 200) -> int:
         limit: most rows handled in one call.
 
     On PostgreSQL the rows stay locked (``FOR UPDATE SKIP LOCKED``) until
-    :func:`publish` commits, so two relays never publish the same row; SQLite
-    ignores the clause and its single writer serialises relays. Publishing twice
-    would still be harmless: :func:`process` is idempotent.
+    :func:`publish` commits (or, when nothing was published, the rollback
+    here), so two relays never publish the same row; SQLite ignores the clause
+    and its single writer serialises relays. Publishing twice would still be
+    harmless: :func:`process` is idempotent. While this process's publishing is
+    paused after a broker failure (``OUTBOX_PUBLISH_PAUSE``) nothing is
+    published and the next beat tick tries again.
 
     Returns:
         How many uploads were published.
