@@ -1,6 +1,7 @@
 """Sign-up captcha (``captcha`` package, drawn locally) on the fast app with
-``REGISTRATION_CAPTCHA`` on: the form, its errors, single use, refresh. That the
-mail of a sign-up is sent is proven over the real stack in ``test_signup_flow.py``."""
+``REGISTRATION_CAPTCHA`` on: the form, its errors, single use, refresh, redraw.
+That the mail of a sign-up is sent is proven over the real stack in
+``test_signup_flow.py``."""
 from __future__ import annotations
 
 import re
@@ -9,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 from sqlalchemy import func, select
 
 from tests.harness.forms import PASSWORD, csrf_from, new_email
-from webapp.account import captcha
+from webapp.auth import captcha
 from webapp.extensions import db
 from webapp.models import OutboxMessage, User
 
@@ -116,3 +117,48 @@ def test_captcha_off_by_config(client) -> None:  # type: ignore[no-untyped-def]
     # The unit-test config has REGISTRATION_CAPTCHA off: no field, no check.
     page = client.get("/register").data
     assert b'id="captcha"' not in page and b"captcha.js" not in page
+
+
+def test_captcha_one_answer_per_challenge_even_with_a_replayed_cookie(make_app) -> None:  # type: ignore[no-untyped-def]
+    """A saved copy of the pre-POST cookie does not buy a second guess: the
+    challenge is recorded as answered on the server at the first POST."""
+    app = make_app(REGISTRATION_CAPTCHA=True)
+    client = app.test_client()
+    page = client.get("/register").data
+    right = answer(app, nonce_of(page))
+    wrong = "000000" if right != "000000" else "111111"
+    with client.session_transaction() as sess:
+        saved = dict(sess)  # the cookie before the POST
+    email = new_email("guess")
+    for guess in (wrong, right):  # two guesses on one challenge
+        with client.session_transaction() as sess:
+            sess.clear()
+            sess.update(saved)
+        resp = sign_up(client, page, email, guess)
+        assert resp.status_code == 400 and b"The digits do not match the picture" in resp.data
+    assert counts(app, email) == (0, 0)
+
+
+def test_captcha_redraw_is_a_new_challenge(make_app) -> None:  # type: ignore[no-untyped-def]
+    """Each challenge is drawn once per medium; asking again draws new digits,
+    so drawings with fresh noise cannot be collected for OCR voting."""
+    app = make_app(REGISTRATION_CAPTCHA=True)
+    client = app.test_client()
+    page = client.get("/register").data
+    nonce = nonce_of(page)
+    first = client.get(f"/captcha/image.png?n={nonce}")
+    assert first.status_code == 200
+    assert client.get(f"/captcha/audio.wav?n={nonce}").status_code == 200  # same digits, spoken
+    with client.session_transaction() as sess:
+        assert sess["captcha"]["n"] == nonce
+    again = client.get(f"/captcha/image.png?n={nonce}")
+    assert again.status_code == 200 and again.data.startswith(b"\x89PNG")
+    with client.session_transaction() as sess:
+        fresh = sess["captcha"]["n"]
+    assert fresh != nonce and answer(app, fresh) != answer(app, nonce)
+    # The old challenge is gone: its drawings are refused, and the session's
+    # one challenge is the new picture, which is what the person now sees.
+    assert client.get(f"/captcha/audio.wav?n={nonce}").status_code == 404
+    email = new_email("redraw")
+    resp = sign_up(client, page, email, answer(app, fresh))
+    assert resp.status_code == 303 and counts(app, email) == (1, 1)

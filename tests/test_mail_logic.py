@@ -96,7 +96,7 @@ def test_every_mail_kind_has_its_templates_and_every_template_a_kind() -> None:
 
 def test_render_keeps_a_non_ascii_address_and_needs_smtputf8() -> None:
     from webapp import create_app
-    from webapp.config import TEST_CONFIG
+    from tests.unit_config import TEST_CONFIG
     from webapp.mail import render
     from webapp.models import OutboxMessage
 

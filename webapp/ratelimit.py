@@ -19,7 +19,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import select
 
 from webapp.extensions import db, limiter
-from webapp.models import OutboxMessage, utcnow
+from webapp.models import OutboxMessage, User, utcnow
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,6 +44,27 @@ def _limits_off_for_this_app() -> bool:
     return has_app_context() and not current_app.config["RATELIMIT_ENABLED"]
 
 
+def lock_account_mail(user_id: int) -> None:
+    """Hold the account's mail-throttle lock until the caller's transaction ends.
+
+    Checking the throttle and inserting the outbox row must be one step, or
+    concurrent requests all see "no mail yet" and all insert. PostgreSQL locks
+    the user row (``SELECT … FOR UPDATE``); SQLite has no row locks, so the
+    transaction takes the database's write lock up front (``BEGIN IMMEDIATE``;
+    WAL and ``busy_timeout`` make the others wait, not fail). If the SQLite
+    transaction has written already it holds that lock anyway.
+
+    Args:
+        user_id: the account (``users.id``).
+    """
+    conn = db.session.connection()
+    if conn.dialect.name == "sqlite":
+        if not conn.connection.driver_connection.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+
 def mail_throttled(kind: str, user_id: int, *, only: Callable[[OutboxMessage], bool] | None = None) -> bool:
     """Whether one more mail of ``kind`` to this account would exceed the throttle.
 
@@ -54,6 +75,10 @@ def mail_throttled(kind: str, user_id: int, *, only: Callable[[OutboxMessage], b
     as if it was sent, so the throttle reveals nothing about the account (OWASP
     Forgot Password Cheat Sheet: same response, protect against mail flooding).
 
+    Atomic: it first takes :func:`lock_account_mail`, so the caller must add its
+    outbox row and commit (or roll back) in the same transaction; concurrent
+    callers for one account wait for that commit and then count the new row.
+
     Args:
         kind: the outbox mail kind, e.g. ``"password_reset"``.
         user_id: the account.
@@ -61,8 +86,9 @@ def mail_throttled(kind: str, user_id: int, *, only: Callable[[OutboxMessage], b
             sign-up mail itself).
 
     Returns:
-        ``True`` when the mail must not be sent now.
+        ``True`` when the mail must not be sent now (the caller rolls back).
     """
+    lock_account_mail(user_id)
     cfg = current_app.config
     now = utcnow()
     rows = db.session.scalars(
@@ -78,4 +104,3 @@ def mail_throttled(kind: str, user_id: int, *, only: Callable[[OutboxMessage], b
         return True
     interval = timedelta(seconds=cfg["MAIL_THROTTLE_INTERVAL"])
     return any(r.created_at > now - interval for r in rows)
-
