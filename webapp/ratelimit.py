@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from flask import current_app, has_app_context
+from flask_login import current_user
 from sqlalchemy import select
 
 from webapp.extensions import db, limiter
@@ -24,13 +25,30 @@ from webapp.models import OutboxMessage, User, utcnow
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def limit(config_key: str) -> Callable[[F], F]:
-    """Rate-limit a view's POSTs per client IP with the limit string in
-    ``app.config[config_key]`` (limits' syntax, e.g. ``"5 per minute;30 per hour"``).
+def limit(config_key: str, *, key_func: Callable[[], str] | None = None,
+          scope: str | None = None) -> Callable[[F], F]:
+    """Rate-limit a view's POSTs with the limit string in ``app.config[config_key]``
+    (limits' syntax, e.g. ``"5 per minute;30 per hour"``).
+
+    Args:
+        config_key: the config key holding the limit string, read per request.
+        key_func: who is counted; the client IP when None, :func:`per_user` for
+            the logged-in account.
+        scope: a name shared by several views that must share one count (e.g.
+            every route that accepts a file); each view counts on its own when None.
 
     GETs (showing the form) are not counted: only attempts are.
     """
-    return limiter.limit(lambda: current_app.config[config_key], methods=["POST"])
+    value = lambda: current_app.config[config_key]  # noqa: E731
+    if scope is not None:
+        return limiter.shared_limit(value, scope, key_func=key_func, methods=["POST"])
+    return limiter.limit(value, key_func=key_func, methods=["POST"])
+
+
+def per_user() -> str:
+    """Rate-limit key of the logged-in account (``"user:<id>"``), so one account
+    cannot flood the workers from many addresses. Use it on ``login_required`` views."""
+    return f"user:{current_user.id}"
 
 
 @limiter.request_filter

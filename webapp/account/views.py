@@ -62,18 +62,14 @@ def _reset_failed(exc: TokenError) -> tuple[str, int]:
 
 @bp.route("/account", methods=["GET", "POST"])
 @login_required
-@limiter.limit(lambda: current_app.config["RATELIMIT_CODE"], methods=["POST"],
-               exempt_when=lambda: "photo" in request.files)  # uploads have their own
+@limit("RATELIMIT_CODE")
 def account() -> Any:
-    """Profile, password change, e-mail change (and the avatar upload, handled by
-    ``webapp.uploads.views.avatar_upload`` when the POST carries a ``photo``).
+    """Profile, password change, e-mail change; the avatar form on this page posts
+    to ``POST /account/avatar`` (``webapp.uploads.views.avatar``).
 
-    The forms are told apart by their hidden ``action`` field.
+    The forms are told apart by their hidden ``action`` field; a POST without a
+    known one (a file included) answers 400 and stores nothing.
     """
-    if request.method == "POST" and "photo" in request.files:
-        from webapp.uploads.views import avatar_upload  # the uploads blueprint's view
-
-        return avatar_upload()
     action = request.form.get("action") if request.method == "POST" else None
     forms = {"password_form": ChangePasswordForm(formdata=None),
              "email_form": ChangeEmailForm(formdata=None),

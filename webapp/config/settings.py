@@ -122,6 +122,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Declared image size limits checked on the header before anything is stored.
         "UPLOAD_MAX_PIXELS": env.int("UPLOAD_MAX_PIXELS", 50_000_000),
         "UPLOAD_MAX_SIDE": env.int("UPLOAD_MAX_SIDE", 12_000),
+        # Largest buffer a decoder may need at once, bytes, computed from the header
+        # (interlaced PNG, progressive JPEG); 150 MB is 50 MP of 8-bit RGB.
+        "UPLOAD_MAX_DECODE_BYTES": env.int("UPLOAD_MAX_DECODE_BYTES", 150_000_000),
         # Keep the uploaded original after its derivatives exist; off by default
         # because the original carries the camera's metadata (GPS position).
         "KEEP_ORIGINALS": env.bool("KEEP_ORIGINALS", False),
@@ -151,6 +154,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "METRICS_TOKEN": env.str("METRICS_TOKEN", ""),
         # /healthz: seconds each check may take (broker connect, worker ping).
         "HEALTH_TIMEOUT": env.float("HEALTH_TIMEOUT", 1.0),
+        # Seconds a /healthz answer is reused per process (one check run at a time).
+        "HEALTH_CACHE_SECONDS": env.float("HEALTH_CACHE_SECONDS", 5.0),
         "RATELIMIT_STORAGE_URI": env.str("RATELIMIT_STORAGE_URI", "memory://"),
         "REGISTRATION_CAPTCHA": env.bool("REGISTRATION_CAPTCHA", True),
         "WTF_CSRF_ENABLED": True,

@@ -57,7 +57,8 @@ def create_upload(user_id: int, file: FileStorage, purpose: str = "photo") -> Up
 
     Raises:
         webapp.imaging.ImageRejected: not JPEG/PNG/WebP, empty, damaged header, or
-            declared size over ``UPLOAD_MAX_PIXELS`` / ``UPLOAD_MAX_SIDE`` pixels.
+            declared size over ``UPLOAD_MAX_PIXELS`` / ``UPLOAD_MAX_SIDE`` pixels,
+            or a decode buffer over ``UPLOAD_MAX_DECODE_BYTES``.
             Nothing is stored.
         OSError: the file could not be stored (no row is written).
         sqlalchemy.exc.SQLAlchemyError: the insert failed (the stored file is removed).
@@ -66,7 +67,8 @@ def create_upload(user_id: int, file: FileStorage, purpose: str = "photo") -> Up
     stream = file.stream
     header = stream.read(imaging.SNIFF_BYTES)
     info = imaging.sniff(header, max_pixels=cfg["UPLOAD_MAX_PIXELS"],
-                         max_side=cfg["UPLOAD_MAX_SIDE"])
+                         max_side=cfg["UPLOAD_MAX_SIDE"],
+                         max_decode_bytes=cfg["UPLOAD_MAX_DECODE_BYTES"])
     stream.seek(0)
     storage = get_storage()
     original_key = f"{ORIGINALS}/{uuid.uuid4().hex}.{EXTENSIONS[info.format]}"
@@ -298,7 +300,8 @@ def process(upload_id: int) -> str:
         with storage.scratch_dir() as tmp, storage.local_path(upload.original_key) as src:
             derivatives = imaging.make_derivatives(
                 src, tmp, upload.key,
-                max_pixels=cfg["UPLOAD_MAX_PIXELS"], max_side=cfg["UPLOAD_MAX_SIDE"])
+                max_pixels=cfg["UPLOAD_MAX_PIXELS"], max_side=cfg["UPLOAD_MAX_SIDE"],
+                max_decode_bytes=cfg["UPLOAD_MAX_DECODE_BYTES"])
             for d in derivatives:
                 key = f"{DERIVATIVES}/{d.path}"
                 storage.put_file(Path(tmp) / d.path, key)
