@@ -66,3 +66,37 @@ def test_fast_app_schema_is_the_migrations_head(app) -> None:  # type: ignore[no
         tables = set(inspect(db.engine).get_table_names())
     assert version == head
     assert {"celery_taskmeta", "users", "outbox_messages"} <= tables, tables
+
+
+def test_a_stack_that_fails_to_start_leaves_no_vhost_nor_sink(tmp_path: Path) -> None:
+    """A bad setting stops ``flask db upgrade``; the vhost and SMTP sink made
+    before it are gone again (no leak on the shared broker)."""
+    import subprocess
+
+    import pytest
+
+    from tests.harness.broker import SHARED
+    from tests.harness.stack import Stack
+    from tests.harness.wait import port_open
+
+    stack = Stack("sqlite", tmp_path, env_overrides={"MAIL_PORT": "abc"})
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        stack.start(worker=False)
+    assert b"MAIL_PORT" in failed.value.stderr
+    assert stack.name not in SHARED.ctl("list_vhosts").split()
+    assert not port_open(stack.smtp.port)
+
+
+def test_sink_finds_a_mail_with_a_raw_utf8_to_header() -> None:
+    """An SMTPUTF8 mail's raw UTF-8 To header parses as a ``Header`` object; the
+    sink's lookups compare its text instead of failing."""
+    import email
+
+    from tests.harness.mail import SMTPSink
+
+    sink = SMTPSink()  # not started: only its store is used
+    raw = "To: jörg@example.com\r\nSubject: hi\r\n\r\nhello\r\n".encode()
+    sink.handler.messages.append(email.message_from_bytes(raw))
+    sink.handler.messages.append(email.message_from_bytes(b"To: ann@example.com\r\n\r\nhi\r\n"))
+    assert len(sink.to("ann@example.com")) == 1
+    assert len(sink.to("example.com")) == 2

@@ -57,8 +57,18 @@ class Stack:
             RuntimeError, TimeoutError: the worker did not come up.
         """
         self.tmp.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start(worker)
+        except BaseException:
+            self.stop()  # a half-made stack leaves no vhost, database or process behind
+            raise
+        return self
+
+    def _start(self, worker: bool) -> None:
         self.smtp = SMTPSink().start()
-        self.broker_url = self.broker.create_vhost(self.name)
+        # Named before it exists: a create that times out may still have made it.
+        self.broker_url = self.broker.vhost_url(self.name)
+        self.broker.create_vhost(self.name)
         self.db_url = create_database(self.backend, self.tmp, self.name)
         self.env = {
             **os.environ,
@@ -90,7 +100,6 @@ class Stack:
         self.celery = self.app.extensions["celery"]
         if worker:
             self.start_worker()
-        return self
 
     def start_worker(self, concurrency: int = 2, queues: str = "mail,images,celery",
                      extra_env: dict[str, str] | None = None, include: str | None = None,
@@ -146,18 +155,21 @@ class Stack:
         return self.app.test_client()
 
     def stop(self) -> None:
-        """Stop beat and workers, the SMTP sink; drop the database and vhost."""
+        """Stop beat and workers, the SMTP sink; drop the database and vhost.
+        Safe on a stack that failed half-way through :meth:`start`."""
         for proc in [*self.beats, *self.workers]:
             proc.stop(timeout=30)
         self.beats.clear()
         self.workers.clear()
-        self.smtp.stop()
-        try:
+        if getattr(self, "smtp", None) is not None:
+            self.smtp.stop()
+        if getattr(self, "app", None) is not None:
             from webapp.extensions import db
 
             with self.app.app_context():
                 db.engine.dispose()
+        try:
+            drop_database(self.backend, self.name)
         except Exception:  # noqa: BLE001 - teardown is best effort
             pass
-        drop_database(self.backend, self.name)
         self.broker.delete_vhost(self.name)
