@@ -50,6 +50,22 @@ def test_kill_hits_the_whole_group_at_once(tmp_path: Path) -> None:
     proc.stop()  # stopping twice is harmless
 
 
+def test_run_group_time_out_kills_the_whole_group(tmp_path: Path) -> None:
+    """A command that outlives its time-out leaves nothing behind (rabbitmqctl's
+    su and Erlang VM would otherwise wait on a stuck broker for minutes)."""
+    import subprocess
+
+    import pytest
+
+    from tests.harness.procs import run_group
+
+    pid_file = tmp_path / "child.pid"
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_group(["sh", "-c", f"sleep 300 & echo $! > {pid_file}; wait"], timeout=1)
+    child = int(pid_file.read_text())
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+
+
 def test_fast_app_schema_is_the_migrations_head(app) -> None:  # type: ignore[no-untyped-def]
     """The fast app's tables come from the migrations, not ``db.create_all()``:
     Alembic's version row is the head, and Celery's result tables (made only by

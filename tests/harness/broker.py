@@ -8,7 +8,8 @@ A broker object makes and deletes vhosts and lists queue lengths through
 from __future__ import annotations
 
 import os
-import subprocess
+
+from tests.harness.procs import run_group
 
 
 class Broker:
@@ -55,8 +56,7 @@ class SharedBroker(Broker):
         self.host = host or os.environ.get("TEST_RABBIT_HOST", "127.0.0.1:5672")
 
     def ctl(self, *args: str, timeout: float = 60) -> str:
-        out = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True,
-                             timeout=timeout)
+        out = run_group(["rabbitmqctl", "-q", *args], timeout=timeout)
         if out.returncode != 0:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {out.stdout} {out.stderr}")
         return out.stdout

@@ -89,6 +89,29 @@ class Proc:
         return self.popen.returncode
 
 
+def run_group(args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 60,
+              cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` to the end in a process group of its own, output captured as text.
+
+    Unlike ``subprocess.run(timeout=...)``, a time-out kills the whole group:
+    ``rabbitmqctl`` runs through ``su`` and an Erlang VM, and killing only the
+    wrapper leaves them waiting on the broker.
+
+    Raises:
+        subprocess.TimeoutExpired: not done within ``timeout`` seconds (the group is killed).
+    """
+    popen = subprocess.Popen(list(args), cwd=cwd, env=None if env is None else dict(env),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        out, err = popen.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _signal_group(popen.pid, signal.SIGKILL)
+        popen.communicate()
+        raise
+    return subprocess.CompletedProcess(popen.args, popen.returncode, out, err)
+
+
 def _signal_group(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 from tests.harness.broker import Broker
-from tests.harness.procs import Proc
+from tests.harness.procs import Proc, run_group
 from tests.harness.wait import free_port, port_open, wait_until
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
@@ -64,8 +63,7 @@ class RabbitNode(Broker):
         self.url = self.vhost_url("/")
 
     def ctl(self, *args: str, timeout: float = 60) -> str:
-        out = subprocess.run([_tool("rabbitmqctl"), "-q", "-n", self.node, *args],
-                             env=self.env, capture_output=True, text=True, timeout=timeout)
+        out = run_group([_tool("rabbitmqctl"), "-q", "-n", self.node, *args], self.env, timeout)
         if out.returncode != 0:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {out.stdout} {out.stderr}")
         return out.stdout
