@@ -24,7 +24,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 
-from bench.common import PYTHON, machine_info  # noqa: E402
+from bench.machine import machine_info  # noqa: E402
+from tests.harness.paths import PYTHON  # noqa: E402
 
 #: (name, script, takes --db) in run order; a missing script is reported, not run.
 SCRIPTS = [

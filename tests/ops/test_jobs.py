@@ -19,7 +19,10 @@ import psycopg
 from sqlalchemy import select
 
 from tests.conftest import new_email
-from tests.stack import PG_ADMIN_URL, Stack, text_body, wait_until
+from tests.harness.databases import PG_ADMIN_URL
+from tests.harness.mail import text_body
+from tests.harness.stack import Stack
+from tests.harness.wait import wait_until
 from webapp.extensions import db
 from webapp.models import DailyStats, OutboxMessage, UsedToken, User, utcnow
 from webapp.ops import purge, stats

@@ -6,7 +6,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tests.conftest import confirm_link, csrf_from, link_from, login, new_email, register
-from tests.stack import Stack, text_body, wait_until
+from tests.harness.mail import text_body
+from tests.harness.stack import Stack
+from tests.harness.wait import wait_until
 
 
 def verified_client(stack: Stack, prefix: str = "up") -> tuple[Any, str]:

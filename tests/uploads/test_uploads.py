@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from werkzeug.datastructures import FileStorage
 
 from tests.conftest import csrf_from
-from tests.stack import Stack
+from tests.harness.stack import Stack
 from tests.uploads import samples
 from tests.uploads.conftest import (avatar_upload, status, upload, upload_id_from,
                                     verified_client, wait_finished)
@@ -153,8 +153,7 @@ def test_other_user_gets_404_and_delete_removes_files_and_rows(stack: Stack) -> 
                                  .where(UploadDerivative.upload_id == upload_id)) == 0
 
 
-def test_login_required(stack: Stack) -> None:
-    client = stack.client()
+def test_login_required(client) -> None:  # type: ignore[no-untyped-def]
     resp = client.get("/uploads")
     assert resp.status_code == 302 and "/login" in resp.headers["Location"]
     assert client.get("/uploads/1").status_code == 302
@@ -295,7 +294,7 @@ def test_unpublished_upload_is_relayed(stack: Stack) -> None:
     the relay publishes it later, and the worker completes it."""
     from webapp import config as config_module
     from webapp import create_app
-    from tests.stack import free_port
+    from tests.harness.wait import free_port
 
     client, email = verified_client(stack, "relay")
     dead = create_app({**config_module.from_env(stack.env), "TESTING": True,
@@ -385,48 +384,31 @@ def test_failed_insert_leaves_no_file_and_failed_store_no_row(stack: Stack) -> N
     assert upload_count(stack, email) == 0
 
 
-def test_uploads_are_rate_limited_per_user(stack: Stack) -> None:
-    """Flask-Limiter on POST /uploads, keyed by user (the shared stack runs with
-    limits off, so this uses a second app on the same database)."""
-    from webapp import config as config_module
-    from webapp import create_app
-    from tests.conftest import login
+def test_uploads_are_rate_limited_per_user(make_app) -> None:  # type: ignore[no-untyped-def]
+    """Flask-Limiter on POST /uploads, keyed by user (pure web: the fast app)."""
+    from tests.harness.fastapp import add_verified_user
+    from tests.harness.forms import PASSWORD, login, new_email
 
-    from webapp.extensions import limiter
-
-    _, email = verified_client(stack, "limit")
-    # Flask-Limiter keeps one global state per Limiter; put it back afterwards so
-    # the shared stack's app keeps running without limits.
-    was_enabled = limiter.enabled
-    try:
-        app = create_app({**config_module.from_env(stack.env), "TESTING": True,
-                          "RATELIMIT_ENABLED": True, "UPLOAD_RATE_LIMIT": "2 per minute"})
-        client = app.test_client()
-        assert login(client, email).status_code == 303
-        codes = [upload(client, b"").status_code for _ in range(3)]
-        assert codes == [400, 400, 429]
-        assert client.get("/uploads").status_code == 200  # GET is not limited
-        with app.app_context():
-            db.engine.dispose()
-    finally:
-        limiter.enabled = was_enabled
+    app = make_app(RATELIMIT_ENABLED=True, UPLOAD_RATE_LIMIT="2 per minute")
+    email = new_email("limit")
+    add_verified_user(app, email, PASSWORD)
+    client = app.test_client()
+    assert login(client, email).status_code == 303
+    codes = [upload(client, b"").status_code for _ in range(3)]
+    assert codes == [400, 400, 429]
+    assert client.get("/uploads").status_code == 200  # GET is not limited
 
 
 def test_one_upload_limit_across_uploads_and_avatar(stack: Stack) -> None:
     """``UPLOAD_RATE_LIMIT`` (default 20 per minute) is one count per user over every
     route that takes a file: the 21st upload, whichever route, answers 429 and
     stores and publishes nothing; ``POST /account`` takes no photo at all."""
+    from tests.account_helpers import own_app
     from tests.conftest import login
-    from webapp import config as config_module
-    from webapp import create_app
-    from webapp.extensions import limiter
 
     _, email = verified_client(stack, "shared-limit")
     photo = samples.png_bytes(40, 30)
-    was_enabled = limiter.enabled
-    try:
-        app = create_app({**config_module.from_env(stack.env), "TESTING": True,
-                          "RATELIMIT_ENABLED": True})
+    with own_app(stack, RATELIMIT_ENABLED=True) as app:
         assert app.config["UPLOAD_RATE_LIMIT"].startswith("20 per minute")
         client = app.test_client()
         assert login(client, email).status_code == 303
@@ -445,10 +427,6 @@ def test_one_upload_limit_across_uploads_and_avatar(stack: Stack) -> None:
         assert avatar_upload(client, photo).status_code == 429
         assert upload(client, photo, "p.png", "image/png").status_code == 429
         assert client.get("/uploads").status_code == 200  # GET is not limited
-        with app.app_context():
-            db.engine.dispose()
-    finally:
-        limiter.enabled = was_enabled
     with stack.app.app_context():
         rows = db.session.scalars(select(Upload).join(User, User.id == Upload.user_id)
                                   .where(User.email == email)).all()
