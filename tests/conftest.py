@@ -7,6 +7,7 @@ tables.
 """
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -14,19 +15,47 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.seaweed import SeaweedS3
 from tests.stack import Stack
 
 _STACKS: dict[str, Stack] = {}
 
 
 @pytest.fixture(scope="session")
-def stack_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """Returns ``get(backend)``: the session's shared stack for ``"sqlite"`` or
-    ``"postgresql"``, started on first use and stopped at session end."""
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """The session's SeaweedFS (a real S3 store), started on first use.
+
+    The standard AWS variables pointing at it are put in ``os.environ`` for the
+    session: boto3 reads them there, in the test process as in the workers."""
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweed")).start()
+    saved = {k: os.environ.get(k) for k in server.env() if k.startswith("AWS_")}
+    os.environ.update({k: v for k, v in server.env().items() if k.startswith("AWS_")})
+    yield server
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack_factory(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Returns ``get(backend)``: the session's shared stack for ``"sqlite"``,
+    ``"postgresql"`` or ``"postgresql-s3"`` (PostgreSQL with its files on the
+    SeaweedFS S3 store, under a prefix of its own), started on first use and
+    stopped at session end."""
 
     def get(backend: str) -> Stack:
         if backend not in _STACKS:
-            _STACKS[backend] = Stack(backend, tmp_path_factory.mktemp(backend)).start()
+            db_backend, _, store = backend.partition("-")
+            env = {}
+            if store == "s3":
+                server: SeaweedS3 = request.getfixturevalue("seaweed")
+                env = server.env(prefix=uuid.uuid4().hex[:8])
+            _STACKS[backend] = Stack(db_backend, tmp_path_factory.mktemp(backend),
+                                     env_overrides=env).start()
         return _STACKS[backend]
 
     yield get
