@@ -67,7 +67,7 @@ def create_upload(user_id: int, file: FileStorage, purpose: str = "photo") -> Up
             removed, or left to the orphan purge when the store fails as well).
 
     The file is streamed to the store (``STORAGE_URL``) in chunks: the web holds
-    at most one 8 MiB part in memory, never the whole upload.
+    at most one 5 MiB part in memory, never the whole upload.
     """
     cfg = current_app.config
     stream = file.stream
