@@ -94,3 +94,40 @@ def own_app(stack: Stack, **overrides: Any) -> Iterator[Any]:
         limiter.__dict__.clear()
         limiter.__dict__.update(saved)
         stack.celery.set_default()
+
+
+def wait_idle(stack: Stack, timeout: float = 30.0) -> None:
+    """Wait until the stack's workers have run every task published so far: the
+    ``mail`` queue has no ready message and no worker has one active or reserved,
+    seen twice in a row (a task may publish another, e.g. the send of its row)."""
+    from kombu import Connection
+
+    from tests.stack import wait_until
+
+    def idle() -> bool:
+        with Connection(stack.broker_url) as conn:
+            ready = conn.default_channel.queue_declare(queue="mail", passive=True).message_count
+        if ready:
+            return False
+        inspect = stack.celery.control.inspect(timeout=1.0)
+        busy = [t for tasks in (inspect.active() or {}).values() for t in tasks]
+        busy += [t for tasks in (inspect.reserved() or {}).values() for t in tasks]
+        return not busy
+
+    wait_until(lambda: idle() and idle(), timeout, interval=0.2, what="workers idle")
+
+
+def age_mails(stack: Stack, kind: str, address: str, seconds: float) -> None:
+    """Move the outbox rows of ``kind`` to ``address`` ``seconds`` into the past
+    (so the per-account throttle, which runs on the worker, lets the next one go)."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from webapp.models import utcnow
+
+    with stack.app.app_context():
+        db.session.execute(update(OutboxMessage)
+                           .where(OutboxMessage.kind == kind, OutboxMessage.to_address == address)
+                           .values(created_at=utcnow() - timedelta(seconds=seconds)))
+        db.session.commit()

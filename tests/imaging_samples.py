@@ -66,6 +66,40 @@ def png_bomb(path: Path, width: int = 50_000, height: int = 50_000) -> Path:
     return path
 
 
+def zero_png(path: Path, width: int, height: int, *, bit_depth: int = 16,
+             color_type: int = 6, interlace: bool = True) -> Path:
+    """A PNG of all-zero pixels, any size, in a few hundred KB (RFC 2083 / PNG spec).
+
+    ``color_type``: 0 grey, 2 RGB, 4 grey + alpha, 6 RGBA; ``bit_depth`` 8 or 16;
+    ``interlace``: Adam7. Rows of zeros with filter 0 compress about 1000:1, so a
+    7000 x 7000 16-bit RGBA image (392 MB of pixels) is a ~380 KB file. The
+    pixel data is real: every decoder has to inflate all of it.
+    """
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[color_type]
+    pixel_bytes = channels * bit_depth // 8
+    # Adam7 passes (x0, y0, dx, dy); one pass covering everything when not interlaced.
+    passes = ([(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4),
+               (1, 0, 2, 2), (0, 1, 1, 2)] if interlace else [(0, 0, 1, 1)])
+    deflate = zlib.compressobj(9)
+    parts = []
+    for x0, y0, dx, dy in passes:
+        cols, rows = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if cols <= 0 or rows <= 0:
+            continue
+        row = bytes(1 + cols * pixel_bytes)  # filter byte 0, then zero samples
+        parts.extend(deflate.compress(row) for _ in range(rows))
+    parts.append(deflate.flush())
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, int(interlace))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
+    return path
+
+
 SVG = b"""<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="http://www.w3.org/2000/svg" width="100" height="100">
   <rect width="100" height="100" fill="red"/>

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from tests.account_helpers import PASSWORD, own_app
 from tests.conftest import csrf_from, new_email
 from tests.stack import Stack
-from webapp.account import captcha
+from webapp.auth import captcha
 from webapp.extensions import db
 from webapp.models import OutboxMessage, User
 
@@ -118,3 +118,48 @@ def test_captcha_off_by_config(stack: Stack) -> None:
     # The shared stack runs with REGISTRATION_CAPTCHA=false: no field, no check.
     page = stack.client().get("/register").data
     assert b'id="captcha"' not in page and b"captcha.js" not in page
+
+
+def test_captcha_one_answer_per_challenge_even_with_a_replayed_cookie(stack: Stack) -> None:
+    """A saved copy of the pre-POST cookie does not buy a second guess: the
+    challenge is recorded as answered on the server at the first POST."""
+    with own_app(stack, REGISTRATION_CAPTCHA=True) as app:
+        client = app.test_client()
+        page = client.get("/register").data
+        right = answer(app, nonce_of(page))
+        wrong = "000000" if right != "000000" else "111111"
+        with client.session_transaction() as sess:
+            saved = dict(sess)  # the cookie before the POST
+        email = new_email("guess")
+        for guess in (wrong, right):  # two guesses on one challenge
+            with client.session_transaction() as sess:
+                sess.clear()
+                sess.update(saved)
+            resp = sign_up(client, page, email, guess)
+            assert resp.status_code == 400 and b"The digits do not match the picture" in resp.data
+        assert counts(app, email) == (0, 0)
+
+
+def test_captcha_redraw_is_a_new_challenge(stack: Stack) -> None:
+    """Each challenge is drawn once per medium; asking again draws new digits,
+    so drawings with fresh noise cannot be collected for OCR voting."""
+    with own_app(stack, REGISTRATION_CAPTCHA=True) as app:
+        client = app.test_client()
+        page = client.get("/register").data
+        nonce = nonce_of(page)
+        first = client.get(f"/captcha/image.png?n={nonce}")
+        assert first.status_code == 200
+        assert client.get(f"/captcha/audio.wav?n={nonce}").status_code == 200  # same digits, spoken
+        with client.session_transaction() as sess:
+            assert sess["captcha"]["n"] == nonce
+        again = client.get(f"/captcha/image.png?n={nonce}")
+        assert again.status_code == 200 and again.data.startswith(b"\x89PNG")
+        with client.session_transaction() as sess:
+            fresh = sess["captcha"]["n"]
+        assert fresh != nonce and answer(app, fresh) != answer(app, nonce)
+        # The old challenge is gone: its drawings are refused, and the session's
+        # one challenge is the new picture, which is what the person now sees.
+        assert client.get(f"/captcha/audio.wav?n={nonce}").status_code == 404
+        email = new_email("redraw")
+        resp = sign_up(client, page, email, answer(app, fresh))
+        assert resp.status_code == 303 and counts(app, email) == (1, 1)

@@ -33,7 +33,7 @@ def console_errors(page: Any) -> list[str]:
 def test_captcha_refresh_in_browser(live: tuple[str, Any]) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    from webapp.account import captcha
+    from webapp.auth import captcha
 
     base, app = live
     with sync_playwright() as p:

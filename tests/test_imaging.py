@@ -282,3 +282,90 @@ def test_identical_across_processes_and_thread_counts(tmp_path, out):
     subprocess.run([sys.executable, "-c", code, str(ROOT), str(src), str(other)],
                    check=True, env=env, timeout=60)
     assert {p.name: p.read_bytes() for p in other.iterdir()} == mine
+
+
+# ------------------------------------------------------------- decode memory bound
+_PEAK_RSS = """
+import json, resource, sys, tempfile
+sys.path.insert(0, sys.argv[1])
+from webapp import imaging
+try:
+    with tempfile.TemporaryDirectory() as out:
+        imaging.make_derivatives(sys.argv[2], out, "m")
+    result = {"status": "done", "reason": None}
+except imaging.ImageRejected as exc:
+    result = {"status": "failed", "reason": exc.reason}
+result["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps(result))
+"""
+
+
+def _process_in_child(src: Path) -> dict:
+    """Run make_derivatives (default limits) in a fresh interpreter; its result and
+    peak RSS in bytes (``getrusage(RUSAGE_SELF).ru_maxrss`` of the child)."""
+    import json
+    import subprocess
+
+    env = {"PATH": "/usr/bin:/bin", "VIPS_CONCURRENCY": "1"}
+    proc = subprocess.run([sys.executable, "-c", _PEAK_RSS, str(ROOT), str(src)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_interlaced_16_bit_png_stays_within_the_decode_memory_bound(tmp_path):
+    """A ~380 KB interlaced 16-bit RGBA 7000x7000 PNG declares 392 MB of pixels
+    that libvips must hold at once (Adam7 cannot be streamed): the image task's
+    peak memory stays within the documented bound, the baseline process (same
+    interpreter, a small photo) plus ``MAX_DECODE_BYTES``."""
+    bomb = samples.zero_png(tmp_path / "adam7.png", 7000, 7000, bit_depth=16, color_type=6)
+    assert bomb.stat().st_size < 1_000_000
+    baseline = _process_in_child(jpeg(tmp_path, 1200, 800))
+    result = _process_in_child(bomb)
+    print(f"baseline peak {baseline['peak_rss'] / 2**20:.0f} MiB, interlaced PNG peak "
+          f"{result['peak_rss'] / 2**20:.0f} MiB, {result['status']}: {result['reason']}")
+    assert baseline["status"] == "done"
+    assert result["peak_rss"] <= baseline["peak_rss"] + imaging.MAX_DECODE_BYTES
+    assert result["status"] == "failed"
+    assert "interlaced" in result["reason"] and "392 MB" in result["reason"]
+
+
+@pytest.mark.parametrize("interlace,depth,colour,expected", [
+    (True, 16, 6, 7000 * 7000 * 4 * 2),   # Adam7 must be held whole, at 16 bits
+    (True, 8, 2, 7000 * 7000 * 3),
+    (True, 16, 0, 7000 * 7000 * 2),
+    (False, 16, 6, 0),                    # streamed row by row
+])
+def test_png_decode_buffer_read_from_ihdr(tmp_path, interlace, depth, colour, expected):
+    path = samples.zero_png(tmp_path / "p.png", 7000, 7000, bit_depth=depth,
+                            color_type=colour, interlace=interlace)
+    header = path.read_bytes()[: imaging.SNIFF_BYTES]
+    assert imaging.decode_buffer_bytes("png", header, 7000, 7000) == expected
+    if expected > imaging.MAX_DECODE_BYTES:
+        with pytest.raises(ImageRejected, match="interlaced PNG would need"):
+            sniff(header)
+    else:
+        assert sniff(header).width == 7000
+    assert sniff(header, max_decode_bytes=expected).height == 7000
+
+
+@pytest.mark.parametrize("subsampling,per_pixel", [(0, 3 * 2), (2, 1.5 * 2)])  # 4:4:4, 4:2:0
+def test_progressive_jpeg_decode_buffer_from_sof(tmp_path, subsampling, per_pixel):
+    """Progressive JPEGs keep every DCT coefficient (2 bytes) of every component;
+    baseline ones stream. Sampling factors come from the SOF segment."""
+    im = samples.photo(1600, 1200)
+    prog, base = tmp_path / "prog.jpg", tmp_path / "base.jpg"
+    im.save(prog, "JPEG", quality=80, progressive=True, subsampling=subsampling)
+    im.save(base, "JPEG", quality=80, subsampling=subsampling)
+    need = imaging.decode_buffer_bytes("jpeg", prog.read_bytes(), 1600, 1200)
+    assert need == 1600 * 1200 * per_pixel
+    assert imaging.decode_buffer_bytes("jpeg", base.read_bytes(), 1600, 1200) == 0
+    with pytest.raises(ImageRejected, match="progressive JPEG would need .* baseline"):
+        sniff(prog.read_bytes(), max_decode_bytes=need - 1)
+    assert sniff(base.read_bytes(), max_decode_bytes=1).width == 1600
+    # The worker's own check refuses the same file before decoding it.
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ImageRejected, match="progressive JPEG"):
+        make_derivatives(prog, out, "p", max_decode_bytes=need - 1)
+    assert len(make_derivatives(prog, out, "p", max_decode_bytes=need)) == 3

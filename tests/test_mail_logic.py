@@ -1,14 +1,18 @@
-"""Pure logic of mail delivery: SMTP error classes and the retry schedule."""
+"""Pure logic of mail delivery: SMTP error classes, the retry schedule, the
+table of mail kinds and message building."""
 from __future__ import annotations
 
 import smtplib
 import socket
+import ssl
+from pathlib import Path
 
 import pytest
 
 from webapp.config import from_env
-from webapp.mail import (PermanentMailError, TransientMailError, classify_smtp_error,
-                         retry_countdown, retry_span)
+from webapp.mail import (PermanentMailError, SMTPUTF8Unsupported, TransientMailError,
+                         classify_smtp_error, needs_smtputf8)
+from webapp.tasks.retry import retry_countdown, retry_span
 
 
 @pytest.mark.parametrize("exc, expected", [
@@ -24,6 +28,8 @@ from webapp.mail import (PermanentMailError, TransientMailError, classify_smtp_e
     (ConnectionRefusedError(111, "refused"), TransientMailError),
     (socket.timeout("timed out"), TransientMailError),
     (OSError("network unreachable"), TransientMailError),
+    (ssl.SSLCertVerificationError(1, "certificate verify failed"), TransientMailError),
+    (SMTPUTF8Unsupported("no SMTPUTF8"), PermanentMailError),
 ])
 def test_classify_smtp_error(exc: BaseException, expected: type) -> None:
     assert classify_smtp_error(exc) is expected
@@ -32,17 +38,20 @@ def test_classify_smtp_error(exc: BaseException, expected: type) -> None:
 def test_countdown_grows_then_caps_with_equal_jitter() -> None:
     low = [retry_countdown(n, 300, rand=lambda: 0.0) for n in range(12)]
     high = [retry_countdown(n, 300, rand=lambda: 0.999999) for n in range(12)]
-    assert low[:4] == [0.5, 1.0, 2.0, 4.0]
-    assert low[-1] == 150.0  # half the cap is always waited
-    assert high[3] == pytest.approx(8.0) and high[-1] == pytest.approx(300.0)
+    assert low[:5] == [1, 1, 2, 4, 8]  # whole seconds, at least 1
+    assert low[-1] == 150  # half the cap is always waited
+    assert high[:5] == [1, 2, 4, 8, 16] and high[-1] == 300
     assert all(a <= b for a, b in zip(low, low[1:]))
+    assert retry_countdown(5, 60, rand=lambda: 0.5) == 24  # 32 * 0.75
+    assert retry_countdown(9, 60, rand=lambda: 0.0) == 30  # capped: the image task's 60 s
 
 
 def test_retry_span_bounds() -> None:
-    # 1+2+...+256 = 511, then 7 waits at the cap of 300 s.
-    assert retry_span(16, 300) == (1305.5, 2611.0)
-    assert retry_span(0, 300) == (0.0, 0.0)
-    assert retry_span(5, 2) == (4.5, 9.0)  # 1+2+2+2+2
+    # Longest: 1+2+...+256 = 511, then 7 waits at the cap of 300 s. Shortest: half
+    # of each, the first wait rounded up to 1 s.
+    assert retry_span(16, 300) == (1306, 2611)
+    assert retry_span(0, 300) == (0, 0)
+    assert retry_span(5, 2) == (5, 9)  # 1+1+1+1+1, 1+2+2+2+2
 
 
 def test_default_retries_outlast_a_ten_minute_outage() -> None:
@@ -72,3 +81,35 @@ def test_task_queues_are_quorum_with_delivery_limit_and_dead_letter() -> None:
     assert queues["mail"].exchange.type == "topic"  # native delayed delivery
     assert celery["task_default_exchange_type"] == "topic"
     assert celery["task_acks_late"] and celery["task_reject_on_worker_lost"]
+
+
+def test_every_mail_kind_has_its_templates_and_every_template_a_kind() -> None:
+    from webapp.mail_kinds import KINDS
+
+    folder = Path(__file__).resolve().parent.parent / "webapp" / "templates" / "email"
+    on_disk = {p.stem for p in folder.glob("*.txt")} | {p.stem for p in folder.glob("*.html")}
+    assert on_disk == set(KINDS)
+    for kind in KINDS:
+        assert (folder / f"{kind}.txt").is_file() and (folder / f"{kind}.html").is_file()
+    assert all(callable(builder) for builder in KINDS.values())
+
+
+def test_render_keeps_a_non_ascii_address_and_needs_smtputf8() -> None:
+    from webapp import create_app
+    from tests.unit_config import TEST_CONFIG
+    from webapp.mail import render
+    from webapp.models import OutboxMessage
+
+    app = create_app(dict(TEST_CONFIG))
+    with app.test_request_context():
+        plain = render(OutboxMessage(id=7, kind="password_changed", to_address="ann@example.com",
+                                     context={}))
+        utf8 = render(OutboxMessage(id=8, kind="password_changed", to_address="jörg@example.com",
+                                    context={}))
+    assert not needs_smtputf8(plain)
+    assert needs_smtputf8(utf8) and utf8["To"] == "jörg@example.com"
+    assert utf8["Message-ID"] == "<outbox-8.password_changed@onboard.localhost>"
+    assert {p.get_content_type() for p in utf8.walk()} >= {"text/plain", "text/html"}
+    # The sender's display name alone never needs SMTPUTF8 (RFC 2047 covers it).
+    plain.replace_header("From", "Onbörd <no-reply@onboard.localhost>")
+    assert not needs_smtputf8(plain)

@@ -20,6 +20,11 @@ Rules and where they come from:
 * Limits (50 megapixels, 12,000 px a side) are checked on the *declared* size in
   the header, before any pixel is decoded, and again on what libvips' loader reads
   from the whole file before :func:`make_derivatives` decodes it.
+* Decode memory is bounded by what the header declares: an interlaced PNG (bit
+  depth, colour type and interlace method from the IHDR chunk, RFC 2083 section
+  4.1.1) or a progressive JPEG (component sampling from the SOF segment, ITU T.81
+  B.2.2) must be held whole while decoding; one whose buffer would exceed
+  :data:`MAX_DECODE_BYTES` is refused before any pixel is decoded.
 * Derivatives are decoded once with libvips ``thumbnail`` (shrink-on-load: JPEG
   DCT scaling, WebP scaled decode), auto-rotated from EXIF ``Orientation``,
   converted to sRGB when an embedded ICC profile is not sRGB, flattened on white,
@@ -56,6 +61,16 @@ SNIFF_BYTES = 256 * 1024
 #: 150 MB of RAM even without shrink-on-load.
 MAX_PIXELS = 50_000_000
 MAX_SIDE = 12_000
+
+#: Default bound (bytes) on the pixel or coefficient buffer a decoder must hold at
+#: once, computed from the header by :func:`decode_buffer_bytes`: 50 MP of 8-bit RGB,
+#: the "150 MB for 50 MP" above. Most files stream (a baseline JPEG or a
+#: non-interlaced PNG is decoded a few rows at a time with shrink-on-load) and need
+#: no buffer; an Adam7-interlaced PNG and a progressive (multi-scan) JPEG do, and
+#: libvips can't shrink them on load. Measured with tests/test_imaging.py: a ~380 KB
+#: interlaced 16-bit RGBA 7000x7000 PNG (392 MB buffer) took the process to 478 MiB
+#: peak RSS against 85 MiB for a small photo; a 147 MB buffer to 236 MiB.
+MAX_DECODE_BYTES = 150_000_000
 
 #: Derivative sizes (pixels).
 DISPLAY_SIZE = 1600
@@ -232,25 +247,126 @@ def check_limits(width: int, height: int, *, max_pixels: int = MAX_PIXELS,
         )
 
 
-def sniff(header: bytes, *, max_pixels: int = MAX_PIXELS,
-          max_side: int = MAX_SIDE) -> ImageInfo:
+#: Samples per pixel after decoding, by PNG colour type (RFC 2083 section 4.1.1);
+#: a palette (3) is expanded to RGBA in the worst case (with a tRNS chunk).
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 4, 4: 2, 6: 4}
+#: JPEG start-of-frame markers (ITU T.81 table B.1): all SOFn but DHT, JPG, DAC.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
+
+
+def _png_buffer_bytes(header: bytes) -> int:
+    """Bytes libvips holds at once to decode a PNG: the whole image when Adam7-interlaced
+    (libspng cannot stream the passes), else 0 (decoded row by row)."""
+    if len(header) < 29 or header[12:16] != b"IHDR":
+        raise ImageRejected("The file looks like a PNG image but its header is damaged.")
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", header[16:29])
+    if not interlace:
+        return 0
+    # Bit depths below 8 are unpacked to 8-bit samples, 16 stays 16.
+    return width * height * _PNG_CHANNELS.get(colour, 4) * (2 if depth == 16 else 1)
+
+
+def _jpeg_frame(header: bytes) -> tuple[int, list[tuple[int, int]]] | None:
+    """``(SOF marker, [(h, v) sampling factor per component])`` from a JPEG's start-of-frame
+    segment (ITU T.81 B.2.2), or None when it is not within ``header``."""
+    pos = 2
+    while pos + 4 <= len(header):
+        if header[pos] != 0xFF:
+            return None
+        marker = header[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        length = int.from_bytes(header[pos + 2:pos + 4], "big")
+        if marker in _JPEG_SOF:
+            seg = header[pos + 4:pos + 2 + length]
+            count = seg[5] if len(seg) > 5 else 0
+            comps = [(b >> 4, b & 0x0F) for b in seg[7:6 + 3 * count:3]]
+            return (marker, comps) if len(comps) == count and count else None
+        pos += 2 + length
+    return None
+
+
+def _jpeg_buffer_bytes(header: bytes, width: int, height: int, multiscan: bool) -> int:
+    """Bytes libjpeg holds at once to decode a JPEG: for a progressive or multi-scan
+    file, every DCT coefficient of every component (2 bytes each, 64 per 8x8 block,
+    padded to whole MCUs), whatever the shrink-on-load factor; else 0 (streamed)."""
+    frame = _jpeg_frame(header)
+    if frame is None or not (multiscan or frame[0] in _JPEG_PROGRESSIVE_SOF):
+        return 0
+    comps = frame[1]
+    h_max = max(h for h, _ in comps) or 1
+    v_max = max(v for _, v in comps) or 1
+    mcu_cols, mcu_rows = -(-width // (8 * h_max)), -(-height // (8 * v_max))
+    return sum(mcu_cols * h * mcu_rows * v * 64 * 2 for h, v in comps)
+
+
+def decode_buffer_bytes(fmt: ImageFormat, header: bytes, width: int, height: int, *,
+                        multiscan: bool = False) -> int:
+    """Bytes of pixels or DCT coefficients a decoder must hold at once for this file.
+
+    Args:
+        fmt: the sniffed format.
+        header: the file's first bytes (:data:`SNIFF_BYTES`), holding the PNG IHDR
+            or the JPEG start-of-frame segment.
+        width, height: the declared size, pixels.
+        multiscan: libvips' ``jpeg-multiscan`` (a JPEG whose scans each carry some
+            components must be buffered even when not progressive).
+
+    Returns:
+        0 for what libvips decodes row by row with shrink-on-load (baseline JPEG,
+        non-interlaced PNG, WebP's scaled decode); else the buffer size in bytes,
+        e.g. ``7000 * 7000 * 4 * 2`` = 392,000,000 for an interlaced 16-bit RGBA PNG.
+        Measured on libvips 8.18 (tests/test_imaging.py): peak RSS grows by about
+        this much over a small photo's.
+
+    Raises:
+        ImageRejected: a PNG without a readable IHDR.
+    """
+    if fmt == "png":
+        return _png_buffer_bytes(header)
+    if fmt == "jpeg":
+        return _jpeg_buffer_bytes(header, width, height, multiscan)
+    return 0
+
+
+def check_decode_memory(fmt: ImageFormat, needed: int, *,
+                        max_decode_bytes: int = MAX_DECODE_BYTES) -> None:
+    """Raise :class:`ImageRejected` when ``needed`` (from :func:`decode_buffer_bytes`,
+    bytes) exceeds ``max_decode_bytes``, telling the user how to save the file instead."""
+    if needed <= max_decode_bytes:
+        return
+    kind, fix = (("interlaced PNG", "without interlacing") if fmt == "png"
+                 else ("progressive JPEG", "as a baseline (non-progressive) JPEG"))
+    raise ImageRejected(
+        f"This {kind} would need {needed / 1e6:,.0f} MB of memory to decode; the limit is "
+        f"{max_decode_bytes / 1e6:,.0f} MB. Save it {fix}, or smaller, and upload it again."
+    )
+
+
+def sniff(header: bytes, *, max_pixels: int = MAX_PIXELS, max_side: int = MAX_SIDE,
+          max_decode_bytes: int = MAX_DECODE_BYTES) -> ImageInfo:
     """Identify an upload from its first bytes, without decoding any pixel.
 
     ``header``: the first :data:`SNIFF_BYTES` (or fewer, if the file is shorter)
-    bytes of the upload. ``max_pixels``/``max_side``: limits in pixels.
+    bytes of the upload. ``max_pixels``/``max_side``: limits in pixels;
+    ``max_decode_bytes``: limit on :func:`decode_buffer_bytes`, bytes.
 
     The format comes from magic bytes (never from the file name or the browser's
     Content-Type). Width and height come from libvips' JPEG/PNG header readers,
     which are lazy and read no pixel data, and for WebP from the RIFF chunk header
     (libvips and Pillow both need the whole WebP file to read its header).
     Returns :class:`ImageInfo`; raises :class:`ImageRejected` for an empty file, a
-    non-image (text, HTML, SVG, PDF, HEIC...), a damaged header, or a declared size
-    over the limits.
+    non-image (text, HTML, SVG, PDF, HEIC...), a damaged header, a declared size
+    over the limits, or an interlaced PNG / progressive JPEG whose decode buffer
+    would exceed ``max_decode_bytes``.
     """
     configure_vips()
     fmt = detect_format(header)
     if fmt is None:
         raise _not_an_image(header)
+    multiscan = False
     if fmt == "webp":
         width, height = _webp_size(header)
     else:
@@ -258,12 +374,17 @@ def sniff(header: bytes, *, max_pixels: int = MAX_PIXELS,
         try:
             image = loader(header)
             width, height = image.width, image.height
+            multiscan = bool(fmt == "jpeg" and image.get_typeof("jpeg-multiscan")
+                             and image.get("jpeg-multiscan"))
         except pyvips.Error:
             name = _FORMAT_NAMES[fmt]
             raise ImageRejected(
                 f"The file looks like a {name} image but its header is damaged."
             ) from None
     check_limits(width, height, max_pixels=max_pixels, max_side=max_side)
+    check_decode_memory(fmt, decode_buffer_bytes(fmt, header, width, height,
+                                                 multiscan=multiscan),
+                        max_decode_bytes=max_decode_bytes)
     return ImageInfo(format=fmt, width=width, height=height)
 
 
@@ -373,6 +494,7 @@ def make_derivatives(
     webp_effort: int = DISPLAY_WEBP_EFFORT,
     max_pixels: int = MAX_PIXELS,
     max_side: int = MAX_SIDE,
+    max_decode_bytes: int = MAX_DECODE_BYTES,
     timings: dict[str, float] | None = None,
 ) -> list[Derivative]:
     """Decode the original once and write its derivatives into ``out_dir``.
@@ -381,7 +503,8 @@ def make_derivatives(
     ``basename`` a plain file-name stem (no ``/``), e.g. the upload id;
     ``display_size`` and ``avatar_size`` in pixels; ``jpeg_quality``/``webp_quality``
     libvips ``Q`` (1-100); ``jpeg_options`` extra ``jpegsave`` keywords replacing
-    :data:`DISPLAY_JPEG_OPTIONS`; ``webp_effort`` 0-6; limits in pixels;
+    :data:`DISPLAY_JPEG_OPTIONS`; ``webp_effort`` 0-6; limits in pixels, and
+    ``max_decode_bytes`` on the decode buffer in bytes (see :func:`sniff`);
     ``timings``, if given, is filled with milliseconds (process CPU time) per stage:
     ``decode``, ``display``, ``display_webp``, ``avatar`` (for logs and the bench).
 
@@ -409,7 +532,8 @@ def make_derivatives(
     src = Path(src_path)
     out = Path(out_dir)
     with open(src, "rb") as fh:
-        info = sniff(fh.read(SNIFF_BYTES), max_pixels=max_pixels, max_side=max_side)
+        info = sniff(fh.read(SNIFF_BYTES), max_pixels=max_pixels, max_side=max_side,
+                     max_decode_bytes=max_decode_bytes)
     clock = time.process_time()
     try:
         image = _decode(src, display_size, max_pixels, max_side)

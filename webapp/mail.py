@@ -1,26 +1,31 @@
 """Mail: render a ``.txt``/``.html`` template pair into a message and deliver
-outbox rows over SMTP (Flask-Mail).
+outbox rows over SMTP.
 
-Each mail kind registers a builder with :func:`mail_kind`; the builder turns an
-:class:`OutboxMessage` into a subject and a template context. Delivery is
-idempotent per outbox row: see :func:`deliver`.
+The kinds of mail and their builders are listed in :mod:`webapp.mail_kinds`; a
+builder turns an :class:`OutboxMessage` into a subject and a template context.
+Delivery is idempotent per outbox row (see :func:`deliver`), verifies the SMTP
+server's TLS certificate and host name (:func:`tls_context`), and speaks
+SMTPUTF8 (RFC 6531) for addresses that are not ASCII.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
-import random
 import smtplib
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import parseaddr
+from email.message import EmailMessage
+from email.utils import format_datetime, getaddresses, parseaddr
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from flask import current_app, render_template
-from flask_mail import Connection, Message
+from flask_mail import Connection
 from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
 
 from webapp.extensions import db
 from webapp.models import OutboxMessage, utcnow
@@ -37,17 +42,6 @@ class Rendered:
 
 
 Builder = Callable[[OutboxMessage], Rendered]
-BUILDERS: dict[str, Builder] = {}
-
-
-def mail_kind(kind: str) -> Callable[[Builder], Builder]:
-    """Register the builder for ``kind``; templates are ``email/<kind>.txt|.html``."""
-
-    def register(fn: Builder) -> Builder:
-        BUILDERS[kind] = fn
-        return fn
-
-    return register
 
 
 class PermanentMailError(Exception):
@@ -58,17 +52,26 @@ class TransientMailError(Exception):
     """SMTP could not take the mail now (connection failed, 4xx): retry later."""
 
 
+class SMTPUTF8Unsupported(PermanentMailError):
+    """An address is not ASCII and the SMTP server does not offer SMTPUTF8
+    (RFC 6531 section 3.4): the server cannot take this mail at all."""
+
+
 def classify_smtp_error(exc: BaseException) -> type[Exception]:
     """Sort an SMTP failure into permanent or transient (RFC 5321 reply classes).
 
     Args:
-        exc: what ``smtplib``/``socket`` raised.
+        exc: what ``smtplib``/``socket``/``ssl`` raised.
 
     Returns:
-        :class:`PermanentMailError` for 5xx replies (every refused recipient 5xx),
-        :class:`TransientMailError` for 4xx replies, timeouts, refused or broken
-        connections and anything else from the network.
+        :class:`PermanentMailError` for 5xx replies (every refused recipient 5xx)
+        and :class:`SMTPUTF8Unsupported`; :class:`TransientMailError` for 4xx
+        replies, timeouts, refused or broken connections, TLS failures (an
+        untrusted certificate may be fixed by the operator) and anything else
+        from the network.
     """
+    if isinstance(exc, PermanentMailError):
+        return PermanentMailError
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _msg in exc.recipients.values()]
         return PermanentMailError if codes and all(500 <= c < 600 for c in codes) else TransientMailError
@@ -85,76 +88,119 @@ def message_id_for(outbox: OutboxMessage) -> str:
     return f"<outbox-{outbox.id}.{outbox.kind}@{domain}>"
 
 
-def render(outbox: OutboxMessage) -> Message:
-    """Build the Flask-Mail message for an outbox row (plain text and HTML parts).
+def render(outbox: OutboxMessage) -> EmailMessage:
+    """Build the message for an outbox row: ``multipart/alternative`` with the
+    plain text and HTML parts.
+
+    The standard library's :class:`~email.message.EmailMessage` builds it, not
+    Flask-Mail's ``Message``: Flask-Mail 0.10 cannot put a non-ASCII local part
+    (``jörg@example.com``) into a header, while ``EmailMessage`` keeps it as
+    UTF-8 for an SMTPUTF8 send.
+
+    Args:
+        outbox: the row; ``kind`` must be a key of :data:`webapp.mail_kinds.KINDS`.
+
+    Returns:
+        The message with Subject, From, To, Date and Message-ID
+        (:func:`message_id_for`) set.
 
     Raises:
-        KeyError: no builder is registered for ``outbox.kind``.
+        KeyError: ``outbox.kind`` is not in the table of kinds.
+        ValueError: a header would hold a line break (a forged address or subject).
+        jinja2.TemplateError: a template is missing or broken.
     """
-    rendered = BUILDERS[outbox.kind](outbox)
+    # Imported here: the builders' modules import Rendered from this one.
+    from webapp.mail_kinds import KINDS
+
+    rendered = KINDS[outbox.kind](outbox)
     ctx = {"base_url": current_app.config["BASE_URL"], **rendered.context}
-    msg = Message(
-        subject=rendered.subject,
-        recipients=[outbox.to_address],
-        body=render_template(f"email/{outbox.kind}.txt", **ctx),
-        html=render_template(f"email/{outbox.kind}.html", **ctx),
-    )
-    msg.msgId = message_id_for(outbox)
+    msg = EmailMessage()
+    msg["Subject"] = rendered.subject
+    msg["From"] = current_app.config["MAIL_DEFAULT_SENDER"]
+    msg["To"] = outbox.to_address
+    msg["Date"] = format_datetime(utcnow())
+    msg["Message-ID"] = message_id_for(outbox)
+    msg.set_content(render_template(f"email/{outbox.kind}.txt", **ctx))
+    msg.add_alternative(render_template(f"email/{outbox.kind}.html", **ctx), subtype="html")
     return msg
 
 
+def needs_smtputf8(msg: EmailMessage) -> bool:
+    """True when the sender or a recipient address is not ASCII, so the mail can
+    only travel with the SMTPUTF8 extension (RFC 6531)."""
+    fields = [str(msg[name]) for name in ("From", "To", "Cc") if msg[name] is not None]
+    return any(not address.isascii() for _name, address in getaddresses(fields))
+
+
+@functools.lru_cache(maxsize=4)
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """The TLS context for SMTP: certificates and host names verified.
+
+    ``ssl.create_default_context`` (Python's "secure defaults": CERT_REQUIRED,
+    ``check_hostname``, TLS 1.2 or newer) against the system's trust store, or
+    against ``ca_file`` alone for a private CA (``MAIL_SSL_CA_FILE``). Without a
+    context, ``smtplib`` encrypts but accepts any certificate, so anyone on the
+    path could pose as the server and read ``MAIL_PASSWORD``. Cached per file:
+    making a context loads the trust store, about 18 ms each on the 2-core test
+    machine, twice a whole mail's worker CPU (9 ms, bench/README.md). A changed
+    CA file is read at the next worker start.
+
+    Args:
+        ca_file: path of a PEM bundle of trusted CAs, or ``None`` for the system store.
+
+    Raises:
+        OSError: ``ca_file`` cannot be read. ssl.SSLError: it holds no certificate.
+    """
+    return ssl.create_default_context(cafile=ca_file)
+
+
 class TimedConnection(Connection):
-    """Flask-Mail's SMTP connection with a socket timeout (``MAIL_TIMEOUT``
-    seconds): Flask-Mail opens ``smtplib.SMTP`` without one, so a mail server
-    that stops answering would hold the task until its time limit."""
+    """Flask-Mail's SMTP connection with a socket timeout and verified TLS.
+
+    Flask-Mail opens ``smtplib.SMTP`` without a timeout (a server that stops
+    answering would hold the task until its time limit; here ``MAIL_TIMEOUT``
+    seconds) and calls ``starttls()``/``SMTP_SSL`` without an SSL context (no
+    certificate check; here :func:`tls_context` with ``MAIL_SSL_CA_FILE``).
+    ``host`` is ``None`` when ``MAIL_SUPPRESS_SEND`` is on.
+    """
 
     def configure_host(self) -> smtplib.SMTP:
-        timeout = current_app.config["MAIL_TIMEOUT"]
-        factory = smtplib.SMTP_SSL if self.mail.use_ssl else smtplib.SMTP
-        host = factory(self.mail.server, self.mail.port, timeout=timeout)
+        cfg = current_app.config
+        timeout = cfg["MAIL_TIMEOUT"]
+        context = None
+        if self.mail.use_ssl or self.mail.use_tls:
+            context = tls_context(cfg.get("MAIL_SSL_CA_FILE") or None)
+        if self.mail.use_ssl:
+            host: smtplib.SMTP = smtplib.SMTP_SSL(self.mail.server, self.mail.port,
+                                                  timeout=timeout, context=context)
+        else:
+            host = smtplib.SMTP(self.mail.server, self.mail.port, timeout=timeout)
         host.set_debuglevel(int(self.mail.debug))
         if self.mail.use_tls:
-            host.starttls()
+            host.starttls(context=context)
         if self.mail.username and self.mail.password:
             host.login(self.mail.username, self.mail.password)
         return host
 
 
-def retry_countdown(retries: int, cap: float, rand: Callable[[], float] = random.random) -> float:
-    """Seconds to wait before retry number ``retries + 1`` of a transient failure.
+def send_message(host: smtplib.SMTP, msg: EmailMessage) -> None:
+    """Hand ``msg`` to the SMTP server, with SMTPUTF8 when an address needs it.
 
-    Exponential backoff with "equal jitter" (AWS Architecture Blog, "Exponential
-    Backoff and Jitter"): ``d = min(2**retries, cap)`` and the wait is uniform in
-    ``[d/2, d]``. Half of ``d`` is guaranteed, so the whole retry span has a
-    lower bound (:func:`retry_span`) and always outlasts an outage shorter than
-    it; the random half spreads the retries of many mails apart.
+    ``smtplib.SMTP.send_message`` adds ``SMTPUTF8`` and ``BODY=8BITMIME`` to MAIL
+    FROM and sends the headers as UTF-8 when an address is not ASCII (RFC 6531).
 
-    Args:
-        retries: retries done so far (0 for the first retry).
-        cap: the longest wait, seconds (``MAIL_RETRY_BACKOFF_MAX``).
-        rand: a source of floats in ``[0, 1)`` (tests pass a fixed one).
-
-    Returns:
-        The countdown in seconds, between ``d/2`` and ``d``.
+    Raises:
+        SMTPUTF8Unsupported: an address is not ASCII and the server's EHLO does
+            not offer SMTPUTF8 (checked before MAIL FROM, so nothing is sent).
+        smtplib.SMTPException, OSError: from the SMTP conversation.
     """
-    full = min(2.0 ** retries, float(cap))
-    return full / 2 + rand() * full / 2
-
-
-def retry_span(max_retries: int, cap: float) -> tuple[float, float]:
-    """Least and most total seconds that ``max_retries`` retries wait in all.
-
-    Args:
-        max_retries: ``MAIL_MAX_RETRIES``.
-        cap: ``MAIL_RETRY_BACKOFF_MAX`` seconds.
-
-    Returns:
-        ``(shortest, longest)`` sum of the waits of :func:`retry_countdown`
-        (every random draw 0, every draw 1). The shortest must exceed the longest
-        SMTP outage to survive: 1305 s for the defaults 16 and 300 s.
-    """
-    longest = sum(min(2.0 ** n, float(cap)) for n in range(max_retries))
-    return longest / 2, longest
+    if needs_smtputf8(msg):
+        host.ehlo_or_helo_if_needed()
+        if not host.has_extn("smtputf8"):
+            raise SMTPUTF8Unsupported(
+                f"the address {msg['To']} is not ASCII and the SMTP server does not "
+                "offer SMTPUTF8 (RFC 6531); it cannot take this mail")
+    host.send_message(msg)
 
 
 def worker_identity() -> str:
@@ -168,8 +214,9 @@ def deliver(outbox_id: int, *, redelivered: bool = False) -> str:
     Idempotent, with the row id as the key. The send first *claims* the row in
     a committed write (``claimed_at``, ``claimed_by``, ``attempts + 1``, a
     compare-and-set on ``attempts`` so two copies of the task never both
-    claim), then talks SMTP (``MAIL_TIMEOUT`` socket timeout), then records
-    ``sent_at`` as soon as the server accepted the DATA, before QUIT. So:
+    claim), then talks SMTP (``MAIL_TIMEOUT`` socket timeout, verified TLS),
+    then records ``sent_at`` as soon as the server accepted the DATA, before
+    QUIT. So:
 
     * a task for a row already sent or failed does nothing;
     * a row still claimed means an earlier attempt never recorded its outcome.
@@ -180,19 +227,26 @@ def deliver(outbox_id: int, *, redelivered: bool = False) -> str:
       crash; the Message-ID is the same, so receivers can drop it). Otherwise
       another copy is sending right now and this one does nothing.
 
+    Every attempt ends the row in a known state: sent, failed (``failed_at``
+    and ``last_error`` set, one log line) or released for a retry
+    (``claimed_at`` cleared, ``last_error`` set). A failure that no retry can
+    mend (an SMTP 5xx reply, a non-ASCII address on a server without SMTPUTF8,
+    a mail that cannot be built, any unexpected error) fails the row at once.
+
     Args:
         outbox_id: primary key of an :class:`OutboxMessage`.
         redelivered: the broker's ``redelivered`` flag of the task message.
 
     Returns:
-        ``"sent"``, ``"already-sent"``, ``"already-failed"``, ``"in-progress"``
-        or ``"missing"``.
+        ``"sent"``, ``"failed"``, ``"already-sent"``, ``"already-failed"``,
+        ``"in-progress"`` or ``"missing"``.
 
     Raises:
-        TransientMailError: SMTP unreachable, too slow or answered 4xx (the
-            caller retries); the claim is released.
-        PermanentMailError: SMTP answered 5xx; the row is marked failed first.
-        KeyError: no builder for the row's kind (nothing is claimed).
+        TransientMailError: SMTP unreachable, too slow, TLS refused (untrusted
+            certificate, wrong host name) or answered 4xx; the claim is released
+            and the caller retries.
+        sqlalchemy.exc.SQLAlchemyError: the database failed; nothing was claimed
+            if it failed before the SMTP conversation.
     """
     row = db.session.get(OutboxMessage, outbox_id, populate_existing=True)
     if row is None:
@@ -210,7 +264,13 @@ def deliver(outbox_id: int, *, redelivered: bool = False) -> str:
             db.session.rollback()
             return "in-progress"
         takeover = True
-    msg = render(row)
+    try:
+        msg = render(row)
+    except (SQLAlchemyError, SoftTimeLimitExceeded):
+        raise  # the database or the clock, not the mail: nothing claimed, retried by the caller
+    except Exception as exc:  # noqa: BLE001 - a mail that cannot be built never will be
+        db.session.rollback()
+        return _fail(outbox_id, f"could not build the mail: {type(exc).__name__}: {exc}")
     previous = row.claimed_by
     me = worker_identity()
     claimed = db.session.execute(
@@ -226,43 +286,68 @@ def deliver(outbox_id: int, *, redelivered: bool = False) -> str:
         return "in-progress"
     if takeover:
         log.warning("mail outbox=%s: taking over a send left unfinished by %s "
-                    "(possible duplicate, Message-ID %s)", row.id, previous, msg.msgId)
+                    "(possible duplicate, Message-ID %s)", row.id, previous, msg["Message-ID"])
     row = db.session.get(OutboxMessage, outbox_id, populate_existing=True)
     accepted = False
     try:
         with TimedConnection(current_app.extensions["mail"]) as conn:
-            conn.send(msg)
+            if conn.host is not None:  # None: MAIL_SUPPRESS_SEND
+                send_message(conn.host, msg)
             accepted = True
             # Recorded before QUIT: a crash from here on cannot resend.
             row.sent_at = utcnow()
-            row.message_id = msg.msgId
+            row.message_id = str(msg["Message-ID"])
             row.last_error = None
             db.session.commit()
-    except (smtplib.SMTPException, OSError, SoftTimeLimitExceeded) as exc:
-        if accepted:  # only QUIT failed; the server has the mail
+    except Exception as exc:  # noqa: BLE001 - every outcome is recorded, see below
+        network = isinstance(exc, (smtplib.SMTPException, OSError, SoftTimeLimitExceeded))
+        if accepted and network:  # only QUIT failed; the server has the mail
             log.info("mail outbox=%s sent; QUIT failed: %s", outbox_id, exc)
             return "sent"
+        if accepted:  # recording the send failed (the database): nothing to undo here
+            raise
         db.session.rollback()
-        row = db.session.get(OutboxMessage, outbox_id, populate_existing=True)
-        kind = classify_smtp_error(exc)
-        row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        row.claimed_at = None  # the outcome is known: not delivered
-        if kind is PermanentMailError:
-            row.failed_at = utcnow()
-            db.session.commit()
-            log.error("mail outbox=%s kind=%s to=%s failed permanently: %s",
-                      row.id, row.kind, row.to_address, row.last_error)
-            raise PermanentMailError(row.last_error) from exc
-        db.session.commit()
-        raise TransientMailError(row.last_error) from exc
+        reason = f"{type(exc).__name__}: {exc}"
+        if not network and not isinstance(exc, PermanentMailError):
+            return _fail(outbox_id, f"unexpected error while sending: {reason}")
+        if classify_smtp_error(exc) is PermanentMailError:
+            return _fail(outbox_id, reason)
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            log.error("mail outbox=%s not sent: the TLS certificate of SMTP server %s:%s "
+                      "was refused (%s); trust its CA with MAIL_SSL_CA_FILE", outbox_id,
+                      current_app.config["MAIL_SERVER"], current_app.config["MAIL_PORT"],
+                      exc.verify_message)
+        _release(outbox_id, reason)
+        raise TransientMailError(reason) from exc
     return "sent"
 
 
-def mark_failed(outbox_id: int, reason: str) -> None:
-    """Record that the row will not be sent (retries exhausted), for operators.
+def _release(outbox_id: int, reason: str) -> None:
+    """Clear the claim of a row whose attempt failed transiently (it will be retried)."""
+    row = db.session.get(OutboxMessage, outbox_id, populate_existing=True)
+    row.last_error = reason[:2000]
+    row.claimed_at = None  # the outcome is known: not delivered
+    db.session.commit()
 
-    The row keeps ``attempts`` and ``last_error``; ``flask mail-failures`` lists it
-    and ``--retry ID`` queues it again.
+
+def _fail(outbox_id: int, reason: str) -> str:
+    """Mark a row failed for good, log it in one line, return ``"failed"``."""
+    mark_failed(outbox_id, reason)
+    row = db.session.get(OutboxMessage, outbox_id)
+    log.error("mail outbox=%s kind=%s to=%s failed permanently: %s", outbox_id,
+              row.kind if row else "?", row.to_address if row else "?", reason[:2000])
+    return "failed"
+
+
+def mark_failed(outbox_id: int, reason: str) -> None:
+    """Record that the row will not be sent, for operators.
+
+    Args:
+        outbox_id: primary key of an :class:`OutboxMessage`.
+        reason: why, kept in ``last_error`` (first 2000 characters).
+
+    The row keeps ``attempts``; its claim is cleared. ``flask mail-failures``
+    lists it and ``--retry ID`` queues it again. A row already sent is left alone.
     """
     row = db.session.get(OutboxMessage, outbox_id, populate_existing=True)
     if row is not None and row.sent_at is None:

@@ -95,7 +95,11 @@ class OnboardCollector:
         db.session.rollback()
 
 
-def _allowed() -> bool:
+def operator_access() -> bool:
+    """True when the current request may see operator details (``/metrics``,
+    ``/healthz`` details): it carries ``Authorization: Bearer <METRICS_TOKEN>``
+    when a token is set (compared in constant time), else it comes from a
+    loopback address."""
     token = current_app.config["METRICS_TOKEN"]
     if token:
         given = request.headers.get("Authorization", "")
@@ -110,7 +114,7 @@ def _allowed() -> bool:
 def metrics() -> Response:
     """Prometheus text format; 401 without the bearer token (when one is set),
     403 for a non-loopback client when no token is set."""
-    if not _allowed():
+    if not operator_access():
         if current_app.config["METRICS_TOKEN"]:
             return Response("bearer token required\n", 401,
                             {"WWW-Authenticate": 'Bearer realm="metrics"'})

@@ -80,7 +80,7 @@ class OutboxMessage(db.Model):  # type: ignore[name-defined]
     The row id is the idempotency key of the send: the task sends only while
     ``sent_at`` is empty, and the Message-ID header is derived from it.
     ``kind`` names the templates (``email/<kind>.txt`` and ``.html``) and the
-    builder in :mod:`webapp.mail`; ``context`` holds plain JSON values.
+    builder in :mod:`webapp.mail_kinds`; ``context`` holds plain JSON values.
     """
 
     __tablename__ = "outbox_messages"

@@ -38,7 +38,7 @@ def add(kind: str, to_address: str, *, user_id: int | None = None,
     """Add an outbox row to the current session; the caller commits.
 
     Args:
-        kind: mail kind, registered in :mod:`webapp.mail` (e.g. ``"verify"``).
+        kind: mail kind, listed in :data:`webapp.mail_kinds.KINDS` (e.g. ``"verify"``).
         to_address: recipient address, already normalised.
         user_id: the user the mail is about, if any.
         context: JSON-serialisable values for the mail builder.

@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -49,6 +50,12 @@ def broker_paused() -> bool:
         out in this app (any task), else False.
     """
     return time.monotonic() < _pause_state()["until"]
+
+
+def _pause_after_failure() -> None:
+    """Skip publishing in this app for ``OUTBOX_PUBLISH_PAUSE`` seconds."""
+    with _pause_lock:
+        _pause_state()["until"] = time.monotonic() + current_app.config["OUTBOX_PUBLISH_PAUSE"]
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -127,11 +134,40 @@ def publish_after_commit(task: Task, ids: Iterable[int],
             break
     done = list(sent)  # a late publish after a time-out is left to the relay
     if error is not None:
-        with _pause_lock:
-            _pause_state()["until"] = time.monotonic() + cfg["OUTBOX_PUBLISH_PAUSE"]
+        _pause_after_failure()
         log.warning("%s %s not published (%s: %s); the relay will retry", what,
                     [i for i in ids if i not in done], type(error).__name__, error)
     if done:
         mark_published(done)
         db.session.commit()
     return done
+
+
+def publish_message(task: Task, args: list[Any], *, what: str) -> bool:
+    """Publish one ``task(*args)`` message with the same bounds as
+    :func:`publish_after_commit`, for a request that has no row of its own.
+
+    Args:
+        task: the Celery task, sent through this Flask app's Celery app.
+        args: JSON-serialisable positional arguments.
+        what: a word for the log line.
+
+    Returns:
+        True when the broker confirmed the message within
+        ``OUTBOX_PUBLISH_TIMEOUT`` seconds; False when publishing is paused or
+        failed (then paused for ``OUTBOX_PUBLISH_PAUSE`` seconds). Never raises
+        for a broker error: the caller decides what to do instead.
+    """
+    if broker_paused():
+        return False
+    wait = current_app.config["OUTBOX_PUBLISH_TIMEOUT"]
+    bound = current_app.extensions["celery"].tasks[task.name]
+    future = _executor().submit(bound.apply_async, args=args, retry=False,
+                                timeout=wait, confirm_timeout=wait)
+    try:
+        future.result(timeout=wait)
+        return True
+    except Exception as exc:  # a time-out, or one of kombu's several errors for a dead broker
+        _pause_after_failure()
+        log.warning("%s not published (%s: %s)", what, type(exc).__name__, exc)
+        return False

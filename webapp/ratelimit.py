@@ -16,21 +16,39 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from flask import current_app, has_app_context
+from flask_login import current_user
 from sqlalchemy import select
 
 from webapp.extensions import db, limiter
-from webapp.models import OutboxMessage, utcnow
+from webapp.models import OutboxMessage, User, utcnow
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def limit(config_key: str) -> Callable[[F], F]:
-    """Rate-limit a view's POSTs per client IP with the limit string in
-    ``app.config[config_key]`` (limits' syntax, e.g. ``"5 per minute;30 per hour"``).
+def limit(config_key: str, *, key_func: Callable[[], str] | None = None,
+          scope: str | None = None) -> Callable[[F], F]:
+    """Rate-limit a view's POSTs with the limit string in ``app.config[config_key]``
+    (limits' syntax, e.g. ``"5 per minute;30 per hour"``).
+
+    Args:
+        config_key: the config key holding the limit string, read per request.
+        key_func: who is counted; the client IP when None, :func:`per_user` for
+            the logged-in account.
+        scope: a name shared by several views that must share one count (e.g.
+            every route that accepts a file); each view counts on its own when None.
 
     GETs (showing the form) are not counted: only attempts are.
     """
-    return limiter.limit(lambda: current_app.config[config_key], methods=["POST"])
+    value = lambda: current_app.config[config_key]  # noqa: E731
+    if scope is not None:
+        return limiter.shared_limit(value, scope, key_func=key_func, methods=["POST"])
+    return limiter.limit(value, key_func=key_func, methods=["POST"])
+
+
+def per_user() -> str:
+    """Rate-limit key of the logged-in account (``"user:<id>"``), so one account
+    cannot flood the workers from many addresses. Use it on ``login_required`` views."""
+    return f"user:{current_user.id}"
 
 
 @limiter.request_filter
@@ -44,6 +62,27 @@ def _limits_off_for_this_app() -> bool:
     return has_app_context() and not current_app.config["RATELIMIT_ENABLED"]
 
 
+def lock_account_mail(user_id: int) -> None:
+    """Hold the account's mail-throttle lock until the caller's transaction ends.
+
+    Checking the throttle and inserting the outbox row must be one step, or
+    concurrent requests all see "no mail yet" and all insert. PostgreSQL locks
+    the user row (``SELECT … FOR UPDATE``); SQLite has no row locks, so the
+    transaction takes the database's write lock up front (``BEGIN IMMEDIATE``;
+    WAL and ``busy_timeout`` make the others wait, not fail). If the SQLite
+    transaction has written already it holds that lock anyway.
+
+    Args:
+        user_id: the account (``users.id``).
+    """
+    conn = db.session.connection()
+    if conn.dialect.name == "sqlite":
+        if not conn.connection.driver_connection.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+
 def mail_throttled(kind: str, user_id: int, *, only: Callable[[OutboxMessage], bool] | None = None) -> bool:
     """Whether one more mail of ``kind`` to this account would exceed the throttle.
 
@@ -54,6 +93,10 @@ def mail_throttled(kind: str, user_id: int, *, only: Callable[[OutboxMessage], b
     as if it was sent, so the throttle reveals nothing about the account (OWASP
     Forgot Password Cheat Sheet: same response, protect against mail flooding).
 
+    Atomic: it first takes :func:`lock_account_mail`, so the caller must add its
+    outbox row and commit (or roll back) in the same transaction; concurrent
+    callers for one account wait for that commit and then count the new row.
+
     Args:
         kind: the outbox mail kind, e.g. ``"password_reset"``.
         user_id: the account.
@@ -61,8 +104,9 @@ def mail_throttled(kind: str, user_id: int, *, only: Callable[[OutboxMessage], b
             sign-up mail itself).
 
     Returns:
-        ``True`` when the mail must not be sent now.
+        ``True`` when the mail must not be sent now (the caller rolls back).
     """
+    lock_account_mail(user_id)
     cfg = current_app.config
     now = utcnow()
     rows = db.session.scalars(
@@ -78,4 +122,3 @@ def mail_throttled(kind: str, user_id: int, *, only: Callable[[OutboxMessage], b
         return True
     interval = timedelta(seconds=cfg["MAIL_THROTTLE_INTERVAL"])
     return any(r.created_at > now - interval for r in rows)
-

@@ -29,8 +29,9 @@ from tests.faults.conftest import Counts, FaultStack, RabbitNode, elapsed, messa
 from tests.stack import SMTPSink, wait_until
 from webapp import outbox
 from webapp.extensions import db
-from webapp.mail import message_id_for, retry_span
+from webapp.mail import message_id_for
 from webapp.models import OutboxMessage, User
+from webapp.tasks.retry import retry_span
 
 BROKER_OUTAGE = float(os.environ.get("FAULT_BROKER_OUTAGE", "30"))
 SMTP_OUTAGE = float(os.environ.get("FAULT_SMTP_OUTAGE", "20"))

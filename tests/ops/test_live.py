@@ -34,7 +34,11 @@ pytestmark = pytest.mark.timeout(240)
 @pytest.fixture(scope="module")
 def ops_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("ops_live")
-    stack = Stack("sqlite", tmp, env_overrides={"BEAT_TEST_INTERVAL": "1"}).start()
+    stack = Stack("sqlite", tmp, env_overrides={
+        "BEAT_TEST_INTERVAL": "1",
+        # Each /healthz call below must see the stack as it is now.
+        "HEALTH_CACHE_SECONDS": "0",
+    }).start()
     yield stack
     stack.stop()
 
@@ -259,6 +263,96 @@ def test_healthz_dead_broker(ops_stack: Stack) -> None:
         ops_stack.celery.set_default()
         with app.app_context():
             db.engine.dispose()
+
+
+PUBLIC = {"REMOTE_ADDR": "203.0.113.9"}
+
+
+def test_healthz_details_only_for_operators(ops_stack: Stack) -> None:
+    """A public caller sees ok/failed per check and nothing else, even when a check
+    fails with a message naming hosts and ports; loopback or the METRICS_TOKEN
+    bearer see the details."""
+    port = free_port()
+    dead = f"amqp://guest:guest@127.0.0.1:{port}/secret-vhost"
+    app = create_app({**config_module.from_env({**ops_stack.env, "CELERY_BROKER_URL": dead}),
+                      "TESTING": True})
+    try:
+        client = app.test_client()
+        public = client.get("/healthz", environ_base=PUBLIC)
+        assert public.status_code == 503
+        assert public.get_json() == {"status": "degraded", "checks": {
+            "database": {"ok": True}, "broker": {"ok": False}, "workers": {"ok": False}}}
+        assert str(port) not in public.get_data(as_text=True)
+
+        local = client.get("/healthz").get_json()  # the test client is 127.0.0.1
+        assert local["checks"]["broker"]["detail"] and local["checks"]["database"]["detail"]
+
+        app.config["METRICS_TOKEN"] = token = "tok-" + uuid.uuid4().hex
+        auth = {"Authorization": f"Bearer {token}"}
+        with_token = client.get("/healthz", headers=auth, environ_base=PUBLIC).get_json()
+        assert with_token["checks"]["broker"]["ok"] is False
+        assert with_token["checks"]["broker"]["detail"]
+        # With a token set, loopback alone is not enough (a local proxy looks loopback).
+        assert "detail" not in client.get("/healthz").get_json()["checks"]["broker"]
+        wrong = {"Authorization": "Bearer nope"}
+        assert "detail" not in client.get("/healthz", headers=wrong,
+                                          environ_base=PUBLIC).get_json()["checks"]["database"]
+    finally:
+        ops_stack.celery.set_default()
+        with app.app_context():
+            db.engine.dispose()
+
+
+def test_healthz_concurrent_callers_share_one_check_run(ops_stack: Stack,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """64 callers at once within one cache period: one run of the checks, and every
+    caller gets its answer."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from webapp import health
+
+    runs: list[float] = []
+    real = health.run_checks
+
+    def counted(app):  # type: ignore[no-untyped-def]
+        runs.append(time.monotonic())
+        return real(app)
+
+    monkeypatch.setattr(health, "run_checks", counted)
+    app = create_app({**config_module.from_env({**ops_stack.env, "HEALTH_CACHE_SECONDS": "60"}),
+                      "TESTING": True})
+    start = threading.Barrier(64)
+
+    def call(_: int) -> tuple[int, str]:
+        client = app.test_client()
+        start.wait(30)
+        resp = client.get("/healthz", environ_base=PUBLIC)
+        return resp.status_code, resp.get_data(as_text=True)
+
+    try:
+        with ThreadPoolExecutor(64) as pool:
+            answers = list(pool.map(call, range(64)))
+    finally:
+        ops_stack.celery.set_default()
+        with app.app_context():
+            db.engine.dispose()
+    print(f"64 concurrent /healthz calls: {len(runs)} check run(s)")
+    assert len(runs) == 1
+    assert {code for code, _ in answers} == {200}
+    assert len({body for _, body in answers}) == 1
+
+
+def test_healthz_ping_returns_at_the_first_worker_reply(ops_stack: Stack) -> None:
+    """The worker check does not wait out its timeout once a worker has answered."""
+    from webapp.health import check_workers
+
+    started = time.monotonic()
+    detail = check_workers(ops_stack.app, timeout=20.0)
+    took = time.monotonic() - started
+    print(f"worker ping with a 20 s timeout answered in {took:.2f} s: {detail}")
+    assert detail.startswith("w0-" + ops_stack.name)
+    assert took < 10.0  # half the timeout: the reply, not the deadline, ended the wait
 
 
 def test_healthz_worker_stopped(ops_stack: Stack) -> None:

@@ -62,6 +62,14 @@ def upload(client: Any, data: bytes, filename: str = "photo.jpg",
                        content_type="multipart/form-data", headers=headers)
 
 
+def avatar_upload(client: Any, data: bytes, filename: str = "me.png") -> Any:
+    """POST ``data`` as the ``photo`` field of /account/avatar with a fresh CSRF token."""
+    token = csrf_from(client.get("/account").data)
+    return client.post("/account/avatar", data={"photo": (io.BytesIO(data), filename),
+                                                "csrf_token": token},
+                       content_type="multipart/form-data")
+
+
 def status(client: Any, upload_id: int) -> dict[str, Any]:
     resp = client.get(f"/uploads/{upload_id}", headers={"Accept": "application/json"})
     assert resp.status_code == 200, resp.data[:500]

@@ -17,8 +17,8 @@ from werkzeug.datastructures import FileStorage
 from tests.conftest import csrf_from
 from tests.stack import Stack
 from tests.uploads import samples
-from tests.uploads.conftest import (fetch, status, stored_keys, upload, upload_id_from,
-                                   verified_client, wait_finished)
+from tests.uploads.conftest import (avatar_upload, fetch, status, stored_keys, upload,
+                                   upload_id_from, verified_client, wait_finished)
 from webapp.extensions import db
 from webapp.models import Upload, UploadDerivative, User
 from webapp.storage import StoreUnavailable
@@ -324,19 +324,22 @@ def test_unpublished_upload_is_relayed(stack: Stack) -> None:
 
 
 def test_avatar_upload(stack: Stack) -> None:
-    """An avatar set through the real ``/account`` page (file field ``photo``)."""
+    """An avatar set through the real ``/account`` page, whose form posts the file
+    field ``photo`` to ``POST /account/avatar``."""
     client, email = verified_client(stack, "avatar")
     page = client.get("/account")
     assert page.status_code == 200 and b'name="photo"' in page.data
+    assert b'action="/account/avatar"' in page.data
     token = csrf_from(page.data)
 
     def post(data: bytes, name: str = "me.jpg"):  # type: ignore[no-untyped-def]
-        return client.post("/account", data={"photo": (io.BytesIO(data), name), "csrf_token": token},
+        return client.post("/account/avatar", data={"photo": (io.BytesIO(data), name),
+                                                    "csrf_token": token},
                            content_type="multipart/form-data")
 
     resp = post(samples.SVG, "me.svg")
     assert resp.status_code == 400 and b"SVG drawing" in resp.data
-    assert b'action="/account"' in resp.data and b'name="photo"' in resp.data
+    assert b'action="/account/avatar"' in resp.data and b'name="photo"' in resp.data
     resp = post(samples.camera_jpeg(600, 400, orientation=6))
     assert resp.status_code == 303 and resp.headers["Location"] == "/account"
 
@@ -423,6 +426,51 @@ def test_uploads_are_rate_limited_per_user(stack: Stack) -> None:
         limiter.enabled = was_enabled
 
 
+def test_one_upload_limit_across_uploads_and_avatar(stack: Stack) -> None:
+    """``UPLOAD_RATE_LIMIT`` (default 20 per minute) is one count per user over every
+    route that takes a file: the 21st upload, whichever route, answers 429 and
+    stores and publishes nothing; ``POST /account`` takes no photo at all."""
+    from tests.conftest import login
+    from webapp import config as config_module
+    from webapp import create_app
+    from webapp.extensions import limiter
+
+    _, email = verified_client(stack, "shared-limit")
+    photo = samples.png_bytes(40, 30)
+    was_enabled = limiter.enabled
+    try:
+        app = create_app({**config_module.from_env(stack.env), "TESTING": True,
+                          "RATELIMIT_ENABLED": True})
+        assert app.config["UPLOAD_RATE_LIMIT"].startswith("20 per minute")
+        client = app.test_client()
+        assert login(client, email).status_code == 303
+
+        # The account form's own route takes no file: refused, nothing stored.
+        token = csrf_from(client.get("/account").data)
+        resp = client.post("/account", data={"photo": (io.BytesIO(photo), "me.png"),
+                                             "csrf_token": token},
+                           content_type="multipart/form-data")
+        assert resp.status_code == 400
+        assert upload_count(stack, email) == 0
+
+        codes = [upload(client, photo, "p.png", "image/png").status_code for _ in range(10)]
+        codes += [avatar_upload(client, photo).status_code for _ in range(10)]
+        assert codes == [303] * 20
+        assert avatar_upload(client, photo).status_code == 429
+        assert upload(client, photo, "p.png", "image/png").status_code == 429
+        assert client.get("/uploads").status_code == 200  # GET is not limited
+        with app.app_context():
+            db.engine.dispose()
+    finally:
+        limiter.enabled = was_enabled
+    with stack.app.app_context():
+        rows = db.session.scalars(select(Upload).join(User, User.id == Upload.user_id)
+                                  .where(User.email == email)).all()
+        # 20 rows, each published once; the two refused uploads left nothing.
+        assert len(rows) == 20 and all(r.published_at is not None for r in rows)
+        assert sorted(r.purpose for r in rows) == ["avatar"] * 10 + ["photo"] * 10
+
+
 def test_delete_before_the_worker_runs(stack: Stack) -> None:
     """Deleted while still queued: the task finds no row and writes nothing."""
     client, _ = verified_client(stack, "early")
@@ -440,3 +488,26 @@ def test_delete_before_the_worker_runs(stack: Stack) -> None:
     assert result.get(timeout=30, interval=0.1) == "missing"
     assert media_files(stack, "derivatives") == derivatives_before
     assert client.get(f"/uploads/{upload_id}").status_code == 404
+
+
+def test_interlaced_png_refused_by_decode_memory_bound(stack: Stack, tmp_path: Path) -> None:
+    """An interlaced 16-bit RGBA 7000x7000 PNG (~380 KB, 392 MB to decode) is refused
+    at the door with the reason and nothing stored; one that got past a web with a
+    laxer limit ends ``failed`` on the worker with the same reason."""
+    from tests.imaging_samples import zero_png
+
+    client, email = verified_client(stack, "adam7")
+    data = zero_png(tmp_path / "adam7.png", 7000, 7000).read_bytes()
+    resp = upload(client, data, "big.png", "image/png", Accept="application/json")
+    assert resp.status_code == 400
+    assert "interlaced PNG would need 392 MB" in resp.get_json()["error"]["message"]
+    assert upload_count(stack, email) == 0
+
+    limit = stack.app.config["UPLOAD_MAX_DECODE_BYTES"]
+    stack.app.config["UPLOAD_MAX_DECODE_BYTES"] = 10**12
+    try:
+        upload_id = upload_id_from(upload(client, data, "big.png", "image/png"))
+    finally:
+        stack.app.config["UPLOAD_MAX_DECODE_BYTES"] = limit
+    doc = wait_finished(client, upload_id)
+    assert doc["status"] == "failed" and "interlaced PNG would need 392 MB" in doc["error"], doc

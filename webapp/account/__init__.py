@@ -1,5 +1,5 @@
 """Account lifecycle (blueprint ``account``): the account page (password and
-e-mail change), forgotten passwords, and the sign-up captcha's image and audio."""
+e-mail change) and forgotten passwords."""
 from __future__ import annotations
 
 from flask import Blueprint

@@ -7,7 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import AnyOf, DataRequired, EqualTo, Length, Regexp
 
-from webapp.auth.forms import PASSWORD_MAX, EmailAddress, RegisterForm, password_field
+from webapp.auth.forms import PASSWORD_MAX, EmailAddress, password_field
 
 
 def _confirm_field() -> PasswordField:
@@ -62,10 +62,3 @@ class ConfirmEmailForm(FlaskForm):
         DataRequired(message="Enter the 6-digit code."),
         Regexp(r"^\s*\d{6}\s*$", message="The code is 6 digits.")])
 
-
-class CaptchaRegisterForm(RegisterForm):
-    """The sign-up form plus the captcha answer (checked by
-    :func:`webapp.account.captcha.check` in the view)."""
-
-    captcha = StringField("Digits in the picture", validators=[
-        DataRequired(message="Type the digits shown in the picture."), Length(max=20)])

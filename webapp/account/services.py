@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from webapp import outbox
-from webapp.auth import tokens
+from webapp.auth import mail_requests, tokens
 from webapp.auth.passwords import hash_password, verify_password
 from webapp.auth.services import find_user
 from webapp.extensions import db
-from webapp.mail import Rendered, mail_kind
+from webapp.mail import Rendered
 from webapp.models import EmailChangeRequest, OutboxMessage, User, utcnow
 from webapp.ratelimit import mail_throttled
 from webapp.urls import external_url
@@ -39,25 +39,37 @@ CODE_DIGITS = 6
 
 
 def request_password_reset(email: str) -> None:
-    """Queue a reset mail for the account with this address, if there is one.
+    """Ask for a reset mail to ``email``; the web side of "forgot password".
 
-    Nothing happens for an unknown address, or when the per-account throttle
-    (:func:`webapp.ratelimit.mail_throttled`: one a minute, five a day) says no;
-    the caller answers the same in every case.
+    Publishes :func:`webapp.tasks.account.password_reset` for any address, known
+    or not, and runs no SQL, so the answer time tells nothing (see
+    :mod:`webapp.auth.mail_requests`); the worker runs :func:`send_password_reset`.
 
     Args:
         email: normalised address.
     """
-    user = find_user(email)
-    if user is None or mail_throttled(RESET, user.id):
-        db.session.rollback()
-        return
-    row = outbox.add(RESET, user.email, user_id=user.id)
-    db.session.commit()
-    outbox.publish([row.id])
+    from webapp.tasks import account as tasks  # it imports this module
+
+    mail_requests.submit(tasks.password_reset, email, send_password_reset)
 
 
-@mail_kind(RESET)
+def send_password_reset(email: str, request_id: str) -> str:
+    """Queue a reset mail for the account with this address, if there is one.
+
+    Nothing happens for an unknown address, or when the per-account throttle
+    (:func:`webapp.ratelimit.mail_throttled`: one a minute, five a day) says no.
+
+    Args:
+        email: normalised address.
+        request_id: the request's id (idempotency key, see
+            :func:`webapp.auth.mail_requests.queue_for_account`).
+
+    Returns:
+        The outcome of :func:`~webapp.auth.mail_requests.queue_for_account`.
+    """
+    return mail_requests.queue_for_account(RESET, email, request_id)
+
+
 def _reset_mail(row: OutboxMessage) -> Rendered:
     """Reset mail: a link signed now, at send time, that names the user, the
     address and the session epoch; it expires after ``PASSWORD_RESET_MAX_AGE``
@@ -142,7 +154,6 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
     outbox.publish([row.id])
 
 
-@mail_kind(PASSWORD_CHANGED)
 def _password_changed_mail(row: OutboxMessage) -> Rendered:
     """Notice that the password changed, with a link to reset it if it was not them."""
     return Rendered(subject="Your Onboard password was changed",
@@ -199,6 +210,7 @@ def request_email_change(user: User, password: str, new_email: str) -> EmailChan
     if not verify_password(user.password_hash, password):
         raise WrongPassword()
     if mail_throttled(EMAIL_CODE, user.id):
+        db.session.rollback()
         raise EmailChangeThrottled()
     db.session.execute(delete(EmailChangeRequest).where(EmailChangeRequest.user_id == user.id))
     salt = secrets.token_hex(16)
@@ -214,7 +226,6 @@ def request_email_change(user: User, password: str, new_email: str) -> EmailChan
     return request
 
 
-@mail_kind(EMAIL_CODE)
 def _email_code_mail(row: OutboxMessage) -> Rendered:
     """Code mail to the new address; the code is derived now from the request's
     salt. A request deleted meanwhile (replaced) gives a mail saying so."""
@@ -246,29 +257,42 @@ def confirm_email_change(user: User, code: str) -> str:
     """Change the user's address if ``code`` matches their open request.
 
     The code is compared as an HMAC in constant time (``hmac.compare_digest``).
-    Each wrong code counts; after ``EMAIL_CHANGE_MAX_ATTEMPTS`` the request is
-    locked (NIST SP 800-63B: limit failed attempts on short codes). A notice goes
-    to the old address.
+    Each entry counts: it claims one attempt with ``UPDATE … SET attempts =
+    attempts + 1 WHERE attempts < EMAIL_CHANGE_MAX_ATTEMPTS RETURNING attempts``
+    before the code is compared, so however many requests arrive at once at
+    most ``EMAIL_CHANGE_MAX_ATTEMPTS`` codes are ever compared; then the request
+    is locked (NIST SP 800-63B: limit failed attempts on short codes). A notice
+    goes to the old address.
 
     Returns:
         The old address.
 
     Raises:
-        CodeError: see its reasons; a wrong code only increments ``attempts``.
+        CodeError: see its reasons; a wrong code only increments ``attempts``
+            (committed).
     """
     cfg = current_app.config
+    limit = cfg["EMAIL_CHANGE_MAX_ATTEMPTS"]
     request = open_request(user)
     if request is None:
         raise CodeError("none", "There is no pending address change. Start again below.")
-    if request.attempts >= cfg["EMAIL_CHANGE_MAX_ATTEMPTS"]:
-        raise CodeError("locked", "Too many wrong codes. Ask for a new code below.")
     if request.expires_at <= utcnow():
         raise CodeError("expired", "This code has expired. Ask for a new code below.")
+    # Claim one attempt before comparing, in one atomic UPDATE: concurrent
+    # requests each get their own count, and none is compared past the limit.
+    claimed = db.session.execute(
+        update(EmailChangeRequest)
+        .where(EmailChangeRequest.id == request.id, EmailChangeRequest.attempts < limit)
+        .values(attempts=EmailChangeRequest.attempts + 1)
+        .returning(EmailChangeRequest.attempts)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    db.session.commit()
+    if claimed is None:
+        raise CodeError("locked", "Too many wrong codes. Ask for a new code below.")
     typed = "".join((code or "").split())
     if not hmac.compare_digest(_code_hash(request.code_salt, typed), request.code_hash):
-        request.attempts += 1
-        left = cfg["EMAIL_CHANGE_MAX_ATTEMPTS"] - request.attempts
-        db.session.commit()
+        left = limit - claimed
         if left <= 0:
             raise CodeError("locked", "Too many wrong codes. Ask for a new code below.")
         raise CodeError("wrong", f"The code is not right. {left} tries left.")
@@ -291,7 +315,6 @@ def confirm_email_change(user: User, code: str) -> str:
     return old
 
 
-@mail_kind(EMAIL_CHANGED)
 def _email_changed_mail(row: OutboxMessage) -> Rendered:
     """Notice to the old address that the account moved to a new one."""
     return Rendered(subject="Your Onboard e-mail address was changed",

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user
 from werkzeug.wrappers import Response
 
-from webapp.account import bp, captcha, services
+from webapp.account import bp, services
 from webapp.account.forms import (ChangeEmailForm, ChangePasswordForm, ConfirmEmailForm,
                                   ForgotForm, ResetForm)
 from webapp.auth.tokens import TokenError
@@ -62,18 +62,14 @@ def _reset_failed(exc: TokenError) -> tuple[str, int]:
 
 @bp.route("/account", methods=["GET", "POST"])
 @login_required
-@limiter.limit(lambda: current_app.config["RATELIMIT_CODE"], methods=["POST"],
-               exempt_when=lambda: "photo" in request.files)  # uploads have their own
+@limit("RATELIMIT_CODE")
 def account() -> Any:
-    """Profile, password change, e-mail change (and the avatar upload, handled by
-    ``webapp.uploads.views.avatar_upload`` when the POST carries a ``photo``).
+    """Profile, password change, e-mail change; the avatar form on this page posts
+    to ``POST /account/avatar`` (``webapp.uploads.views.avatar``).
 
-    The forms are told apart by their hidden ``action`` field.
+    The forms are told apart by their hidden ``action`` field; a POST without a
+    known one (a file included) answers 400 and stores nothing.
     """
-    if request.method == "POST" and "photo" in request.files:
-        from webapp.uploads.views import avatar_upload  # the uploads blueprint's view
-
-        return avatar_upload()
     action = request.form.get("action") if request.method == "POST" else None
     forms = {"password_form": ChangePasswordForm(formdata=None),
              "email_form": ChangeEmailForm(formdata=None),
@@ -126,40 +122,3 @@ def account() -> Any:
     return render_template("account/account.html", pending=services.pending_change(current_user),
                            **forms), status
 
-
-# --- captcha (sign-up) ---------------------------------------------------------------
-
-
-def _captcha_nonce() -> str:
-    nonce = request.args.get("n", "")
-    if not nonce or nonce != captcha.current_nonce():
-        abort(404)
-    return nonce
-
-
-def _no_store(resp: Response) -> Response:
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
-
-
-@bp.get("/captcha/image.png")
-@limiter.limit(lambda: current_app.config["RATELIMIT_CAPTCHA"])
-def captcha_image() -> Response:
-    """The picture of the session's open challenge (``?n=<nonce>``); 404 otherwise."""
-    return _no_store(Response(captcha.image_png(_captcha_nonce()), mimetype="image/png"))
-
-
-@bp.get("/captcha/audio.wav")
-@limiter.limit(lambda: current_app.config["RATELIMIT_CAPTCHA"])
-def captcha_audio() -> Response:
-    """The same challenge spoken (the accessible alternative); 404 otherwise."""
-    return _no_store(Response(captcha.audio_wav(_captcha_nonce()), mimetype="audio/wav"))
-
-
-@bp.post("/captcha/new")
-@limiter.limit(lambda: current_app.config["RATELIMIT_CAPTCHA"])
-def captcha_new() -> Response:
-    """Start a new challenge (the refresh button; CSRF header from the form) and
-    answer JSON ``{"image": url, "audio": url}``."""
-    ctx = captcha.template_context()
-    return _no_store(jsonify(image=ctx["image_url"], audio=ctx["audio_url"]))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from email_validator import EmailNotValidError, validate_email
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField
+from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
 # NIST SP 800-63B: at least 8 characters; a maximum keeps hashing bounded.
@@ -57,6 +57,14 @@ class RegisterForm(FlaskForm):
         DataRequired(message="Enter the password again."),
         EqualTo("password", message="The passwords do not match."),
     ])
+
+
+class CaptchaRegisterForm(RegisterForm):
+    """The sign-up form plus the captcha answer (checked by
+    :func:`webapp.auth.captcha.check` in the view)."""
+
+    captcha = StringField("Digits in the picture", validators=[
+        DataRequired(message="Type the digits shown in the picture."), Length(max=20)])
 
 
 class LoginForm(FlaskForm):

@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from webapp import outbox
-from webapp.auth import tokens
+from webapp.auth import mail_requests, tokens
 from webapp.auth.passwords import hash_password, needs_rehash, verify_password
 from webapp.extensions import db
-from webapp.mail import Rendered, mail_kind
+from webapp.mail import Rendered
 from webapp.models import OutboxMessage, User, utcnow
 from webapp.urls import external_url
 
@@ -64,27 +64,40 @@ def register_user(email: str, password: str) -> User:
 
 
 def resend_verification(email: str) -> None:
+    """Ask for a new verification mail to ``email``; the web side of a resend.
+
+    Publishes :func:`webapp.tasks.account.resend_verification` for any address,
+    known or not, and runs no SQL, so the answer time tells nothing (see
+    :mod:`webapp.auth.mail_requests`); the worker runs :func:`send_verification_again`.
+
+    Args:
+        email: normalised address.
+    """
+    from webapp.tasks import account as tasks  # it imports this module
+
+    mail_requests.submit(tasks.resend_verification, email, send_verification_again)
+
+
+def send_verification_again(email: str, request_id: str) -> str:
     """Queue a new verification mail if ``email`` names an unverified account.
 
     Does nothing otherwise, nor when the per-account throttle says no (one resend
     a minute, five a day, counted on earlier resends; the sign-up mail itself is
-    not counted, so someone who did not get it can ask at once); the caller
-    answers the same either way (no account enumeration).
+    not counted, so someone who did not get it can ask at once).
+
+    Args:
+        email: normalised address.
+        request_id: the request's id (idempotency key, see
+            :func:`webapp.auth.mail_requests.queue_for_account`).
+
+    Returns:
+        The outcome of :func:`~webapp.auth.mail_requests.queue_for_account`.
     """
-    from webapp.ratelimit import mail_throttled
-
-    user = find_user(email)
-    if user is None or user.is_verified:
-        return
-    if mail_throttled(VERIFY, user.id, only=lambda r: bool((r.context or {}).get("resend"))):
-        db.session.rollback()
-        return
-    row = outbox.add(VERIFY, email, user_id=user.id, context={"resend": True})
-    db.session.commit()
-    outbox.publish([row.id])
+    return mail_requests.queue_for_account(
+        VERIFY, email, request_id, wanted=lambda user: not user.is_verified,
+        context={"resend": True}, only=lambda r: bool((r.context or {}).get("resend")))
 
 
-@mail_kind(VERIFY)
 def _verify_mail(row: OutboxMessage) -> Rendered:
     """Verification mail: a link with a token signed now, at send time.
 
@@ -152,6 +165,25 @@ def authenticate(email: str, password: str) -> LoginResult:
     user.last_login_at = utcnow()
     db.session.commit()
     return LoginResult(user, True)
+
+
+def end_sessions(user: User) -> None:
+    """End every session of ``user``: ``session_epoch`` + 1, committed.
+
+    Session and remember cookies carry the epoch (``User.get_id``), so every
+    cookie issued before, including a copy of the current one, is refused by
+    :func:`load_user` afterwards (OWASP Session Management Cheat Sheet: log-out
+    invalidates the session on the server). Reset links carry the epoch too and
+    die with it. The increment is one ``UPDATE … SET session_epoch =
+    session_epoch + 1``, so two log-outs at once both count.
+
+    Args:
+        user: the account (a loaded :class:`User`).
+    """
+    db.session.execute(update(User).where(User.id == user.id)
+                       .values(session_epoch=User.session_epoch + 1)
+                       .execution_options(synchronize_session=False))
+    db.session.commit()
 
 
 def load_user(session_id: str) -> User | None:

@@ -1,14 +1,16 @@
 """Auth views: thin wrappers that validate forms and call :mod:`services`."""
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.wrappers import Response
 
-from webapp.auth import bp, services
-from webapp.auth.forms import LoginForm, LogoutForm, RegisterForm, ResendForm
+from webapp.auth import bp, captcha, services
+from webapp.auth.forms import (CaptchaRegisterForm, LoginForm, LogoutForm, RegisterForm,
+                               ResendForm)
+from webapp.auth.redirects import local_path
 from webapp.auth.tokens import TokenError
-from webapp.extensions import login_manager
+from webapp.extensions import limiter, login_manager
 from webapp.ratelimit import limit
 
 login_manager.user_loader(services.load_user)
@@ -25,9 +27,6 @@ def register() -> str | Response | tuple[str, int]:
     rendering starts a new challenge and every POST uses the old one up; a
     wrong answer re-renders (400) and writes nothing.
     """
-    from webapp.account import captcha
-    from webapp.account.forms import CaptchaRegisterForm
-
     use_captcha = captcha.enabled()
     form = CaptchaRegisterForm() if use_captcha else RegisterForm()
     if form.validate_on_submit():
@@ -88,9 +87,12 @@ def login() -> str | Response | tuple[str, int]:
     if form.validate_on_submit():
         result = services.authenticate(form.email.data, form.password.data)
         if result.ok and result.user is not None:
+            # Checked before the session is written: a bad ``next`` only loses
+            # the target, never the answer.
+            target = local_path(request.args.get("next")) or url_for("main.index")
             login_user(result.user)
             flash("You are logged in.", "success")
-            return redirect(_safe_next() or url_for("main.index"), code=303)
+            return redirect(target, code=303)
         if result.user is not None:
             unverified = True
             form.form_errors.append("Your e-mail address is not verified yet. Follow the link "
@@ -105,16 +107,56 @@ def login() -> str | Response | tuple[str, int]:
 @bp.post("/logout")
 @login_required
 def logout() -> Response:
-    """End the session (POST with a CSRF token, so a link cannot log people out)."""
+    """End the session (POST with a CSRF token, so a link cannot log people out).
+
+    The account's session epoch moves on too (:func:`services.end_sessions`), so a
+    copy of the session cookie (or a remember cookie) saved before is refused.
+    """
     if LogoutForm().validate_on_submit():
+        services.end_sessions(current_user._get_current_object())
         logout_user()
         flash("You are logged out.", "info")
     return redirect(url_for("main.index"), code=303)
 
 
-def _safe_next() -> str | None:
-    """The ``next`` parameter if it is a local path (no open redirect)."""
-    target = request.args.get("next", "")
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
+
+# --- captcha (sign-up) ---------------------------------------------------------------
+
+
+def _captcha_nonce() -> str:
+    nonce = request.args.get("n", "")
+    if not nonce or nonce != captcha.current_nonce():
+        abort(404)
+    return nonce
+
+
+def _no_store(resp: Response) -> Response:
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.get("/captcha/image.png")
+@limiter.limit(lambda: current_app.config["RATELIMIT_CAPTCHA"])
+def captcha_image() -> Response:
+    """The picture of the session's open challenge (``?n=<nonce>``); 404 otherwise.
+    Drawn once per challenge: asking again draws a new challenge (new digits)."""
+    nonce = captcha.draw(_captcha_nonce(), "img")
+    return _no_store(Response(captcha.image_png(nonce), mimetype="image/png"))
+
+
+@bp.get("/captcha/audio.wav")
+@limiter.limit(lambda: current_app.config["RATELIMIT_CAPTCHA"])
+def captcha_audio() -> Response:
+    """The same challenge spoken (the accessible alternative); 404 otherwise.
+    Drawn once per challenge, like the picture."""
+    nonce = captcha.draw(_captcha_nonce(), "wav")
+    return _no_store(Response(captcha.audio_wav(nonce), mimetype="audio/wav"))
+
+
+@bp.post("/captcha/new")
+@limiter.limit(lambda: current_app.config["RATELIMIT_CAPTCHA"])
+def captcha_new() -> Response:
+    """Start a new challenge (the refresh button; CSRF via ``X-CSRFToken``) and
+    answer JSON ``{"image": url, "audio": url}``."""
+    ctx = captcha.template_context()
+    return _no_store(jsonify(image=ctx["image_url"], audio=ctx["audio_url"]))

@@ -69,6 +69,8 @@ def celery_settings(env: SettingsEnv, database_url: str, instance_dir: Path) -> 
         "worker_detect_quorum_queues": True,
         "task_routes": {
             "webapp.tasks.mail.*": {"queue": "mail", "routing_key": "mail"},
+            # Reset/resend requests are light and mail-bound.
+            "webapp.tasks.account.*": {"queue": "mail", "routing_key": "mail"},
             "webapp.tasks.images.*": {"queue": "images", "routing_key": "images"},
             "webapp.tasks.periodic.*": {"queue": "celery", "routing_key": "celery"},
             # The upload relay is light: keep it off the CPU-bound images queue.
@@ -83,7 +85,8 @@ def celery_settings(env: SettingsEnv, database_url: str, instance_dir: Path) -> 
         "task_send_sent_event": True,
         "task_track_started": True,
         "result_expires": env.int("CELERY_RESULT_EXPIRES", 7 * 24 * 3600),
-        "imports": ("webapp.tasks.mail", "webapp.tasks.periodic", "webapp.tasks.images",
+        "imports": ("webapp.tasks.mail", "webapp.tasks.account", "webapp.tasks.periodic",
+                    "webapp.tasks.images",
                     "webapp.ops.worker_logging"),
         "beat_schedule_filename": str(instance_dir / "celerybeat-schedule"),
         "beat_schedule": beat_schedule(env),

@@ -88,10 +88,13 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "MAIL_DEFAULT_SENDER": env.str("MAIL_DEFAULT_SENDER", "Onboard <no-reply@onboard.localhost>"),
         # SMTP socket timeout in seconds, handed to smtplib.
         "MAIL_TIMEOUT": env.float("MAIL_TIMEOUT", 30.0),
+        # PEM bundle of the CAs trusted for the SMTP server's TLS certificate;
+        # empty: the system's trust store. Certificates and host names are always verified.
+        "MAIL_SSL_CA_FILE": env.str("MAIL_SSL_CA_FILE", "") or None,
         # Transient SMTP failures retry after d*U(0.5, 1) s, d = min(2**n,
         # MAIL_RETRY_BACKOFF_MAX) ("equal jitter"): 16 retries capped at 300 s
-        # wait at least 1305 s and at most 2611 s in all, so they always outlast
-        # a 10-minute SMTP outage (webapp.mail.retry_span gives the bounds).
+        # wait at least 1306 s and at most 2611 s in all, so they always outlast
+        # a 10-minute SMTP outage (webapp.tasks.retry.retry_span gives the bounds).
         "MAIL_MAX_RETRIES": env.int("MAIL_MAX_RETRIES", 16),
         "MAIL_RETRY_BACKOFF_MAX": env.int("MAIL_RETRY_BACKOFF_MAX", 300),
         # A send claimed this many seconds ago and never finished is taken over
@@ -120,6 +123,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Declared image size limits checked on the header before anything is stored.
         "UPLOAD_MAX_PIXELS": env.int("UPLOAD_MAX_PIXELS", 50_000_000),
         "UPLOAD_MAX_SIDE": env.int("UPLOAD_MAX_SIDE", 12_000),
+        # Largest buffer a decoder may need at once, bytes, computed from the header
+        # (interlaced PNG, progressive JPEG); 150 MB is 50 MP of 8-bit RGB.
+        "UPLOAD_MAX_DECODE_BYTES": env.int("UPLOAD_MAX_DECODE_BYTES", 150_000_000),
         # Keep the uploaded original after its derivatives exist; off by default
         # because the original carries the camera's metadata (GPS position).
         "KEEP_ORIGINALS": env.bool("KEEP_ORIGINALS", False),
@@ -148,6 +154,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "METRICS_TOKEN": env.str("METRICS_TOKEN", ""),
         # /healthz: seconds each check may take (broker connect, worker ping).
         "HEALTH_TIMEOUT": env.float("HEALTH_TIMEOUT", 1.0),
+        # Seconds a /healthz answer is reused per process (one check run at a time).
+        "HEALTH_CACHE_SECONDS": env.float("HEALTH_CACHE_SECONDS", 5.0),
         "RATELIMIT_STORAGE_URI": env.str("RATELIMIT_STORAGE_URI", "memory://"),
         "REGISTRATION_CAPTCHA": env.bool("REGISTRATION_CAPTCHA", True),
         "WTF_CSRF_ENABLED": True,

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from webapp import models, outbox
 from webapp.extensions import db
-from webapp.mail import Rendered, mail_kind
+from webapp.mail import Rendered
 from webapp.models import DailyStats, OutboxMessage, User
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,6 @@ def get(day: date) -> DailyStats | None:
     return db.session.scalar(select(DailyStats).where(DailyStats.day == day))
 
 
-@mail_kind(KIND)
 def _daily_stats_mail(row: OutboxMessage) -> Rendered:
     """Daily statistics mail to an admin; the context is :func:`compute`'s dict."""
     return Rendered(subject=f"Onboard statistics for {row.context['day']}",

@@ -5,10 +5,10 @@ import logging
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.utils.time import get_exponential_backoff_interval
 from flask import current_app
 
 from webapp.imaging import ImageProcessingError
+from webapp.tasks.retry import retry_countdown
 from webapp.uploads import services
 
 log = logging.getLogger(__name__)
@@ -17,6 +17,9 @@ OUR_FAULT = ("We could not process this image because of a problem on our side. 
              "Please upload it again later.")
 TOO_SLOW = "Processing this image took too long. Try a smaller image."
 UNREADABLE = "This image could not be processed. Try saving it again as a JPEG or PNG."
+#: Longest wait between two retries of our own failures, seconds: a full disk or a
+#: libvips hiccup is either gone within a minute or needs an operator.
+RETRY_BACKOFF_MAX = 60
 
 
 # A 12,000 px JPEG decodes with shrink-on-load in well under a few seconds; 60 s of
@@ -35,7 +38,8 @@ def process_image(self, upload_id: int) -> str:  # type: ignore[no-untyped-def]
         ``"missing"`` or ``"deleted"``.
 
     Retries: only our own failures (``ImageProcessingError``: disk, a libvips
-    saver) retry, with exponential backoff and full jitter, up to
+    saver) retry after :func:`webapp.tasks.retry.retry_countdown` seconds
+    (exponential, capped at ``RETRY_BACKOFF_MAX`` = 60 s, equal jitter), up to
     ``UPLOAD_MAX_RETRIES`` times; then the upload is marked failed. A rejected
     image (not an image, damaged, truncated, too large) fails at once with the
     reason, never retried. The soft time limit marks it failed; any other error
@@ -53,8 +57,7 @@ def process_image(self, upload_id: int) -> str:  # type: ignore[no-untyped-def]
             log.error("upload %s failed after %s retries: %s", upload_id, retries, exc)
             services.mark_failed(upload_id, OUR_FAULT)
             return "failed"
-        countdown = get_exponential_backoff_interval(factor=2, retries=retries, maximum=60,
-                                                     full_jitter=True)
+        countdown = retry_countdown(retries, RETRY_BACKOFF_MAX)
         log.warning("upload %s: %s; retry %s in %ss", upload_id, exc, retries + 1, countdown)
         raise self.retry(exc=exc, countdown=countdown)
     except SoftTimeLimitExceeded:

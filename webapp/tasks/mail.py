@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_ready
 from flask import current_app
 
-from webapp.mail import (PermanentMailError, TransientMailError, deliver, mark_failed,
-                         retry_countdown)
+from webapp.mail import TransientMailError, deliver, mark_failed
+from webapp.tasks.retry import retry_countdown
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +17,7 @@ log = logging.getLogger(__name__)
 @shared_task(bind=True, name="webapp.tasks.mail.send_mail", acks_late=True,
              reject_on_worker_lost=True, max_retries=None, time_limit=90, soft_time_limit=60,
              # The outbox row is the record of a send; storing a result too cost two
-             # extra writes per mail and halved throughput (bench/README.md, item 3).
+             # extra writes per mail and halved throughput (bench/README.md).
              ignore_result=True)
 def send_mail(self, outbox_id: int) -> str:  # type: ignore[no-untyped-def]
     """Send the mail of one outbox row.
@@ -27,16 +26,19 @@ def send_mail(self, outbox_id: int) -> str:  # type: ignore[no-untyped-def]
         outbox_id: primary key of an ``OutboxMessage`` (int).
 
     Returns:
-        ``"sent"``, ``"already-sent"``, ``"already-failed"``, ``"in-progress"``
-        or ``"missing"``.
+        ``"sent"``, ``"failed"``, ``"already-sent"``, ``"already-failed"``,
+        ``"in-progress"`` or ``"missing"``. A failure is a return value, not an
+        exception: :func:`webapp.mail.deliver` records it on the row and logs it
+        in one line, so Celery adds no traceback.
 
-    Retries: transient SMTP failures (refused connection, timeout, 4xx) retry
-    after :func:`webapp.mail.retry_countdown` seconds (exponential, capped at
-    ``MAIL_RETRY_BACKOFF_MAX``, equal jitter), up to ``MAIL_MAX_RETRIES`` times;
-    then the row is marked failed. Permanent failures (5xx) are recorded by
-    :func:`webapp.mail.deliver` and not retried. The retry is a new message with
-    a countdown: on quorum queues it waits in RabbitMQ's delayed-delivery queues,
-    not in the worker's memory.
+    Retries: transient failures (refused connection, timeout, TLS refused, 4xx)
+    retry after :func:`webapp.tasks.retry.retry_countdown` seconds (exponential,
+    capped at ``MAIL_RETRY_BACKOFF_MAX``, equal jitter), up to
+    ``MAIL_MAX_RETRIES`` times; then the row is marked failed and ``"failed"``
+    returned. Permanent failures (5xx, no SMTPUTF8 for a non-ASCII address, a
+    mail that cannot be built) are recorded by :func:`webapp.mail.deliver` and
+    not retried. The retry is a new message with a countdown: on quorum queues
+    it waits in RabbitMQ's delayed-delivery queues, not in the worker's memory.
 
     Idempotency: the outbox row is the key; a redelivered or repeated task for a
     row already sent does nothing, and a redelivery after a crash mid-send is
@@ -52,15 +54,11 @@ def send_mail(self, outbox_id: int) -> str:  # type: ignore[no-untyped-def]
         if self.request.retries >= cfg["MAIL_MAX_RETRIES"]:
             mark_failed(outbox_id, f"gave up after {self.request.retries} retries: {exc}")
             log.error("mail outbox=%s failed: retries exhausted: %s", outbox_id, exc)
-            raise
-        # Whole seconds: native delayed delivery routes by an integer countdown.
-        countdown = max(1, math.ceil(retry_countdown(self.request.retries,
-                                                     cfg["MAIL_RETRY_BACKOFF_MAX"])))
+            return "failed"
+        countdown = retry_countdown(self.request.retries, cfg["MAIL_RETRY_BACKOFF_MAX"])
         log.warning("mail outbox=%s transient failure, retry %s in %ss: %s",
                     outbox_id, self.request.retries + 1, countdown, exc)
         raise self.retry(exc=exc, countdown=countdown)
-    except PermanentMailError:
-        raise
 
 
 @worker_ready.connect

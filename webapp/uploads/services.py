@@ -58,7 +58,8 @@ def create_upload(user_id: int, file: FileStorage, purpose: str = "photo") -> Up
 
     Raises:
         webapp.imaging.ImageRejected: not JPEG/PNG/WebP, empty, damaged header, or
-            declared size over ``UPLOAD_MAX_PIXELS`` / ``UPLOAD_MAX_SIDE`` pixels.
+            declared size over ``UPLOAD_MAX_PIXELS`` / ``UPLOAD_MAX_SIDE`` pixels,
+            or a decode buffer over ``UPLOAD_MAX_DECODE_BYTES``.
             Nothing is stored.
         webapp.storage.StoreUnavailable: the store is down or refused the write
             (no row is written; a multipart upload is aborted).
@@ -73,7 +74,8 @@ def create_upload(user_id: int, file: FileStorage, purpose: str = "photo") -> Up
     stream = file.stream
     header = stream.read(imaging.SNIFF_BYTES)
     info = imaging.sniff(header, max_pixels=cfg["UPLOAD_MAX_PIXELS"],
-                         max_side=cfg["UPLOAD_MAX_SIDE"])
+                         max_side=cfg["UPLOAD_MAX_SIDE"],
+                         max_decode_bytes=cfg["UPLOAD_MAX_DECODE_BYTES"])
     stream.seek(0)
     store = get_store()
     original_key = f"{ORIGINALS}/{uuid.uuid4().hex}.{EXTENSIONS[info.format]}"
@@ -333,7 +335,8 @@ def process(upload_id: int) -> str:
             store.fetch(upload.original_key, src)
             derivatives = imaging.make_derivatives(
                 src, out, upload.key,
-                max_pixels=cfg["UPLOAD_MAX_PIXELS"], max_side=cfg["UPLOAD_MAX_SIDE"])
+                max_pixels=cfg["UPLOAD_MAX_PIXELS"], max_side=cfg["UPLOAD_MAX_SIDE"],
+                max_decode_bytes=cfg["UPLOAD_MAX_DECODE_BYTES"])
             for d in derivatives:
                 key = f"{DERIVATIVES}/{d.path}"
                 store.put_file(out / d.path, key, f"image/{d.format}", IMMUTABLE)

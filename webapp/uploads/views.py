@@ -11,14 +11,15 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from webapp.errors import error_response, wants_json
-from webapp.extensions import limiter
 from webapp.imaging import ImageRejected
+from webapp.ratelimit import limit, per_user
 from webapp.uploads import bp, services
 from webapp.uploads.forms import DeleteForm, PhotoForm
 from webapp.storage import DERIVATIVES, LocalStore, StoreUnavailable, check_key, get_store
 
-#: The account page (DESIGN.md routes); its view calls :func:`avatar_upload`.
-ACCOUNT_PATH = "/account"
+#: One count per account over every route that accepts a file (each upload costs
+#: a worker's CPU): ``UPLOAD_RATE_LIMIT``, POSTs only.
+upload_limit = limit("UPLOAD_RATE_LIMIT", key_func=per_user, scope="upload")
 
 
 def _accept(form: PhotoForm, purpose: str) -> int | None:
@@ -38,20 +39,15 @@ def _first_error(form: PhotoForm) -> str:
     return errors[0] if errors else "The upload could not be accepted."
 
 
-def _user_key() -> str:
-    """Rate-limit key: the logged-in user, so one account cannot flood the workers."""
-    return f"user:{current_user.id}"
-
-
 @bp.route("/uploads", methods=["GET", "POST"])
 @login_required
-@limiter.limit(lambda: current_app.config["UPLOAD_RATE_LIMIT"], key_func=_user_key,
-               methods=["POST"])
+@upload_limit
 def index() -> str | Response | tuple[str | Response, int]:
     """The user's photos and the upload form; a good upload answers 303 to its page.
 
     A refused file re-renders the form with the reason (400), or answers a JSON
-    error when the client asks for JSON.
+    error when the client asks for JSON. Over ``UPLOAD_RATE_LIMIT`` (shared with
+    ``POST /account/avatar``): 429, nothing stored or published.
     """
     form = PhotoForm()
     status = 200
@@ -129,20 +125,21 @@ def store_unavailable(exc: StoreUnavailable) -> tuple[Response | str, int]:
                                "Please try again in a few minutes.", "store_unavailable")
 
 
-def avatar_upload() -> Response | tuple[str | Response, int]:
-    """Handle an avatar upload POSTed to ``/account`` (field ``photo`` + ``csrf_token``).
+@bp.post("/account/avatar")
+@login_required
+@upload_limit
+def avatar() -> Response | tuple[str | Response, int]:
+    """Set a new avatar: field ``photo`` + ``csrf_token``, posted by the account page.
 
-    Called by the account view when the POST carries a ``photo`` file; needs a
-    logged-in user. On success: 303 back to ``/account`` (the avatar appears once
-    the worker is done). On a refused file: the avatar form re-rendered with the
-    reason, status 400 (a JSON error when the client asks for JSON).
+    On success: 303 back to ``/account`` (the avatar appears once the worker is
+    done). On a refused file: the avatar form re-rendered with the reason, status
+    400 (a JSON error when the client asks for JSON). Over ``UPLOAD_RATE_LIMIT``
+    (shared with ``POST /uploads``): 429, nothing stored or published.
     """
-    if not current_user.is_authenticated:
-        abort(401)
     form = PhotoForm()
     if _accept(form, "avatar") is not None:
         flash("Your new avatar is being prepared; it appears here in a moment.", "info")
-        return redirect(ACCOUNT_PATH, code=303)
+        return redirect(url_for("account.account"), code=303)
     if wants_json():
         return error_response(400, _first_error(form), "invalid_upload")
     return render_template("uploads/avatar.html", avatar_errors=[_first_error(form)]), 400

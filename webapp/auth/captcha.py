@@ -6,9 +6,14 @@ session cookie (signed, not encrypted) never reveals it, and the server needs no
 store to draw the image or the audio later. Digits only, because the bundled
 audio voices are digits (the audio is the accessible alternative to the image).
 
-Single use: checking pops the nonce from the session whatever the outcome, and a
-correct answer records ``captcha-<nonce>`` in ``used_tokens`` so a saved cookie
-cannot be replayed. A challenge also expires after :data:`MAX_AGE` seconds.
+One answer per challenge, enforced on the server: checking pops the nonce from
+the session and records ``captcha-<nonce>`` in ``used_tokens`` before comparing,
+whatever the outcome, so a saved copy of the cookie cannot buy a second guess.
+One drawing per challenge and medium: the image and the audio of a nonce are
+drawn once each (``captcha-img-<nonce>``, ``captcha-wav-<nonce>``); asking
+again starts a new challenge with new digits, so drawings with fresh noise
+cannot be collected and voted on by OCR. A challenge also expires after
+:data:`MAX_AGE` seconds; ``purge_tokens`` deletes the records later.
 """
 from __future__ import annotations
 
@@ -65,9 +70,32 @@ def template_context() -> dict[str, Any]:
     """Start a challenge and return what ``auth/_captcha.html`` needs:
     ``image_url``, ``audio_url``, ``refresh_url``."""
     nonce = new_challenge()
-    return {"image_url": url_for("account.captcha_image", n=nonce),
-            "audio_url": url_for("account.captcha_audio", n=nonce),
-            "refresh_url": url_for("account.captcha_new")}
+    return {"image_url": url_for("auth.captcha_image", n=nonce),
+            "audio_url": url_for("auth.captcha_audio", n=nonce),
+            "refresh_url": url_for("auth.captcha_new")}
+
+
+def draw(nonce: str, medium: str) -> str:
+    """Record one drawing of challenge ``nonce`` as ``medium``; the nonce to draw.
+
+    The first drawing of a challenge in a medium is allowed; a second one starts
+    a new challenge in the session (new digits) and draws that instead.
+
+    Args:
+        nonce: the session's open challenge (checked by the caller).
+        medium: ``"img"`` or ``"wav"``.
+
+    Returns:
+        ``nonce``, or the new challenge's nonce on a redraw.
+    """
+    try:
+        tokens.mark_used(PURPOSE, f"captcha-{medium}-{nonce}")
+    except tokens.TokenError:
+        db.session.rollback()
+        nonce = new_challenge()
+        tokens.mark_used(PURPOSE, f"captcha-{medium}-{nonce}")  # a fresh random nonce
+    db.session.commit()
+    return nonce
 
 
 def image_png(nonce: str) -> bytes:
@@ -83,23 +111,20 @@ def audio_wav(nonce: str) -> bytes:
 def check(answer: str | None) -> bool:
     """Check an answer against the session's challenge and use the challenge up.
 
-    Whatever the outcome the challenge is removed from the session; a wrong or
-    late answer writes nothing to the database, a right one records the nonce in
-    ``used_tokens`` (committed) so the same cookie cannot pass twice.
+    The challenge is removed from the session and recorded as answered in
+    ``used_tokens`` (committed) before the answer is compared, so each
+    challenge gets one answer however often a saved cookie is replayed.
 
     Args:
-        answer: what the person typed; spaces are ignored.
+        answer: what the person typed; spaces are ignored; ``None`` only uses
+            the challenge up.
 
     Returns:
-        ``True`` only for the right answer to an open, unexpired, unused challenge.
+        ``True`` only for the right answer to an open, unexpired, unanswered
+        challenge.
     """
     data = session.pop(SESSION_KEY, None)
     if not isinstance(data, dict) or not isinstance(data.get("n"), str):
-        return False
-    typed = "".join((answer or "").split())
-    expected = answer_for(data["n"])
-    right = hmac.compare_digest(typed.encode(), expected.encode())
-    if not right or time.time() - int(data.get("t", 0)) > MAX_AGE:
         return False
     try:
         tokens.mark_used(PURPOSE, f"captcha-{data['n']}")
@@ -107,4 +132,6 @@ def check(answer: str | None) -> bool:
         db.session.rollback()
         return False
     db.session.commit()
-    return True
+    typed = "".join((answer or "").split())
+    right = hmac.compare_digest(typed.encode(), answer_for(data["n"]).encode())
+    return right and time.time() - int(data.get("t", 0)) <= MAX_AGE
