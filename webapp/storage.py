@@ -348,8 +348,11 @@ class S3Store:
 
     def check(self) -> str:
         """A HEAD on the bucket; raises :class:`StoreUnavailable` when it fails."""
-        with self._errors():
-            self.client.head_bucket(Bucket=self.bucket)
+        try:
+            with self._errors():
+                self.client.head_bucket(Bucket=self.bucket)
+        except FileNotFoundError as exc:  # HEAD has no body: a bare 404
+            raise StoreUnavailable(f"{self.url}: bucket not found (404)") from exc
         return f"HEAD s3://{self.bucket} answered"
 
 

@@ -166,3 +166,21 @@ def test_upload_rows_match_objects(s3_stack: Stack) -> None:
     for token in keys:
         assert {f"derivatives/{token}_display.jpg", f"derivatives/{token}_display.webp",
                 f"derivatives/{token}_avatar.jpg"} <= stored
+
+
+def test_healthz_reports_the_store(s3_stack: Stack, seaweed: SeaweedS3) -> None:
+    client = s3_stack.client()
+    body = client.get("/healthz").get_json()  # the test client is loopback: details shown
+    assert body["checks"]["store"] == {"ok": True,
+                                       "detail": f"HEAD s3://{seaweed.bucket} answered"}
+    # A bucket that is not there: the store check fails with its reason.
+    s3_stack.app.config["STORAGE_URL"] = "s3://no-such-bucket-onboard"
+    s3_stack.app.config["HEALTH_CACHE_SECONDS"] = 0
+    try:
+        resp = client.get("/healthz")
+        store = resp.get_json()["checks"]["store"]
+        assert resp.status_code == 503 and store["ok"] is False
+        assert "StoreUnavailable" in store["detail"] and "404" in store["detail"], store
+    finally:
+        s3_stack.app.config["STORAGE_URL"] = s3_stack.env["STORAGE_URL"]
+        s3_stack.app.config["HEALTH_CACHE_SECONDS"] = 5
