@@ -12,6 +12,8 @@ one bucket. Facts measured with ``weed`` 4.48 that shape it:
 * without ``-s3.config`` listing an identity anonymous access is allowed;
 * the first bucket creation answers ``InternalError`` for a few seconds after
   start, so it is retried;
+* a restart on the same data waits for a raft leader election, 16 s by
+  default; ``-master.electionTimeout=1s`` makes it about 3 s;
 * ``weed`` ignores SIGTERM for over 10 s: :meth:`SeaweedS3.stop` sends SIGKILL
   after a short grace (its data is on disk, and a restart finds it).
 """
@@ -95,7 +97,7 @@ class SeaweedS3:
         args = [WEED, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 f"-dir={self.workdir / 'data'}", "-s3", f"-s3.config={config}",
                 "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
-                "-volume.max=4", "-master.volumeSizeLimitMB=64",
+                "-volume.max=4", "-master.volumeSizeLimitMB=64", "-master.electionTimeout=1s",
                 *(f"-{name}={port}" for name, port in self.ports.items())]
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
