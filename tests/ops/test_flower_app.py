@@ -1,0 +1,53 @@
+"""Flower as the ``web`` of a second app (``Procfile.flower``), for platforms that
+route HTTP to ``web`` only: started exactly as the platform starts it (``bash -c``
+with ``PORT`` set), on the same broker, behind its basic auth, under ``/flower``."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import requests
+
+from tests.ops.test_procfiles import procfile_line
+from tests.stack import PYTHON, ROOT, Stack, free_port, wait_until
+
+
+def test_flower_as_the_web_of_a_second_app(sqlite_stack: Stack, tmp_path: Path) -> None:
+    port = free_port()
+    env = {**sqlite_stack.env, "PORT": str(port), "FLOWER_BASIC_AUTH": "ops:s3cret-pass-2",
+           "FLOWER_DB": str(tmp_path / "flower"),
+           "PATH": f"{Path(PYTHON).parent}:{os.environ['PATH']}"}  # celery from our venv
+    log = open(tmp_path / "flower.log", "ab")
+    proc = subprocess.Popen(["bash", "-c", procfile_line("Procfile.flower", "web")], cwd=ROOT,
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}/flower"
+
+    def get(path: str, auth: tuple[str, str] | None = None) -> requests.Response | None:
+        try:
+            return requests.get(base + path, auth=auth, timeout=2)
+        except requests.ConnectionError:
+            assert proc.poll() is None, (tmp_path / "flower.log").read_text()
+            return None
+
+    try:
+        wait_until(lambda: get("/healthcheck"), 60, interval=0.2, what="flower up on $PORT")
+        assert get("/").status_code == 401
+        assert get("/api/workers", ("ops", "wrong")).status_code == 401
+        auth = ("ops", "s3cret-pass-2")
+        page = get("/", auth)
+        assert page.status_code == 200 and "/flower/static/" in page.text  # links keep the prefix
+        workers = wait_until(lambda: (r := get("/api/workers?refresh=1", auth)) is not None
+                             and r.status_code == 200 and r.json(), 30, interval=0.5,
+                             what="worker listed")
+        assert any(name.startswith("w0-" + sqlite_stack.name) for name in workers)
+        # Bound to every address (the platform's router connects from outside).
+        assert f"0.0.0.0:{port}" in (tmp_path / "flower.log").read_text()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
