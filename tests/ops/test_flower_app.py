@@ -4,14 +4,13 @@ with ``PORT`` set), on the same broker, behind its basic auth, under ``/flower``
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 from pathlib import Path
 
 import requests
 
+from tests.ops.test_live import start_logged, stop
 from tests.ops.test_procfiles import procfile_line
-from tests.stack import PYTHON, ROOT, Stack, free_port, wait_until
+from tests.stack import PYTHON, Stack, free_port, wait_until
 
 
 def test_flower_as_the_web_of_a_second_app(sqlite_stack: Stack, tmp_path: Path) -> None:
@@ -19,9 +18,8 @@ def test_flower_as_the_web_of_a_second_app(sqlite_stack: Stack, tmp_path: Path) 
     env = {**sqlite_stack.env, "PORT": str(port), "FLOWER_BASIC_AUTH": "ops:s3cret-pass-2",
            "FLOWER_DB": str(tmp_path / "flower"),
            "PATH": f"{Path(PYTHON).parent}:{os.environ['PATH']}"}  # celery from our venv
-    log = open(tmp_path / "flower.log", "ab")
-    proc = subprocess.Popen(["bash", "-c", procfile_line("Procfile.flower", "web")], cwd=ROOT,
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_logged(["bash", "-c", procfile_line("Procfile.flower", "web")], env,
+                        tmp_path / "flower.log")
     base = f"http://127.0.0.1:{port}/flower"
 
     def get(path: str, auth: tuple[str, str] | None = None) -> requests.Response | None:
@@ -45,9 +43,4 @@ def test_flower_as_the_web_of_a_second_app(sqlite_stack: Stack, tmp_path: Path) 
         # Bound to every address (the platform's router connects from outside).
         assert f"0.0.0.0:{port}" in (tmp_path / "flower.log").read_text()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop(proc)
