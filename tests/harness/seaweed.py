@@ -11,7 +11,8 @@ one bucket. Facts measured with ``weed`` 4.48 that shape it:
   (``-s3.port.iceberg=0 -s3.port.lance=0``);
 * without ``-s3.config`` listing an identity anonymous access is allowed;
 * the first bucket creation answers ``InternalError`` for a few seconds after
-  start, so it is retried;
+  start, and so do writes until the volume server has registered (seconds
+  later under load): :meth:`start` retries both;
 * a restart on the same data waits for a raft leader election, 16 s by
   default; ``-master.electionTimeout=1s`` makes it about 3 s;
 * ``weed`` ignores SIGTERM for over 10 s: :meth:`SeaweedS3.stop` sends SIGKILL
@@ -90,7 +91,7 @@ class SeaweedS3:
 
     def start(self, timeout: float = 60) -> SeaweedS3:
         """Start ``weed server`` (or restart it on the same ports and data) and wait
-        until the bucket exists."""
+        until the bucket exists and takes a write."""
         (self.workdir / "data").mkdir(parents=True, exist_ok=True)
         config = self._write_config()
         log = open(self.workdir / "weed.log", "ab")
@@ -115,6 +116,10 @@ class SeaweedS3:
                 raise RuntimeError(f"weed exited: see {self.workdir / 'weed.log'}")
             try:
                 client.head_bucket(Bucket=self.bucket)
+                # Writes fail with InternalError until a volume server has
+                # registered with the master, which may come after the bucket.
+                client.put_object(Bucket=self.bucket, Key=".ready", Body=b"")
+                client.delete_object(Bucket=self.bucket, Key=".ready")
                 return True
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
