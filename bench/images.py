@@ -189,7 +189,7 @@ def turbo_q85(src: Path) -> bytes:
     from PIL import Image
 
     sys.path.insert(0, str(ROOT))
-    from webapp.imaging import _decode
+    from webapp.imaging.derivatives import _decode
 
     image = _decode(src, DISPLAY, 10**9, 10**6)
     pil = Image.frombytes("RGB", (image.width, image.height), image.write_to_memory())

@@ -108,8 +108,9 @@ class SMTPSink:
             return list(self.handler.messages)
 
     def to(self, address: str) -> list[Message]:
-        """Messages whose To header names ``address``."""
-        return [m for m in self.messages if address in (m.get("To") or "")]
+        """Messages whose To header names ``address`` (a raw UTF-8 header, as an
+        SMTPUTF8 mail has, is parsed as a ``Header`` object: compare its text)."""
+        return [m for m in self.messages if address in str(m.get("To") or "")]
 
     def wait_for(self, address: str, count: int = 1, timeout: float = 30.0) -> list[Message]:
         """Wait until ``count`` messages to ``address`` arrived; returns them."""

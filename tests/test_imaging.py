@@ -1,4 +1,4 @@
-"""Unit tests of webapp/imaging.py on real image files made in tmp_path.
+"""Unit tests of webapp/imaging/ on real image files made in tmp_path.
 
 Self-contained: no conftest fixtures, no services. The two real photos come from
 Debian packages through bench/photos.py; those tests skip only if apt cannot fetch.

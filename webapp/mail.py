@@ -27,6 +27,7 @@ from flask_mail import Connection
 from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
+from webapp.bounces import services as bounces
 from webapp.extensions import db
 from webapp.models import OutboxMessage, utcnow
 
@@ -255,6 +256,11 @@ def deliver(outbox_id: int, *, redelivered: bool = False) -> str:
         return "already-sent"
     if row.failed_at is not None:
         return "already-failed"
+    hard = bounces.suppressed(row.to_address)
+    if hard is not None:  # a hard bounce: no second try until the person acts
+        db.session.rollback()
+        return _fail(outbox_id, f"not sent: {row.to_address} is on the suppression list "
+                                f"(bounced {hard.status} on {hard.created_at:%Y-%m-%d})")
     takeover = False
     if row.claimed_at is not None:
         age = (utcnow() - row.claimed_at).total_seconds()
@@ -311,7 +317,7 @@ def deliver(outbox_id: int, *, redelivered: bool = False) -> str:
         if not network and not isinstance(exc, PermanentMailError):
             return _fail(outbox_id, f"unexpected error while sending: {reason}")
         if classify_smtp_error(exc) is PermanentMailError:
-            return _fail(outbox_id, reason)
+            return _fail(outbox_id, reason, bounce=bounces.smtp_failure(exc))
         if isinstance(exc, ssl.SSLCertVerificationError):
             log.error("mail outbox=%s not sent: the TLS certificate of SMTP server %s:%s "
                       "was refused (%s); trust its CA with MAIL_SSL_CA_FILE", outbox_id,
@@ -330,21 +336,25 @@ def _release(outbox_id: int, reason: str) -> None:
     db.session.commit()
 
 
-def _fail(outbox_id: int, reason: str) -> str:
-    """Mark a row failed for good, log it in one line, return ``"failed"``."""
-    mark_failed(outbox_id, reason)
+def _fail(outbox_id: int, reason: str, bounce: bounces.Failure | None = None) -> str:
+    """Mark a row failed for good (and record ``bounce``), log it in one line,
+    return ``"failed"``."""
+    mark_failed(outbox_id, reason, bounce=bounce)
     row = db.session.get(OutboxMessage, outbox_id)
     log.error("mail outbox=%s kind=%s to=%s failed permanently: %s", outbox_id,
               row.kind if row else "?", row.to_address if row else "?", reason[:2000])
     return "failed"
 
 
-def mark_failed(outbox_id: int, reason: str) -> None:
-    """Record that the row will not be sent, for operators.
+def mark_failed(outbox_id: int, reason: str, *, bounce: bounces.Failure | None = None) -> None:
+    """Record that the row will not be sent, for operators (and the person).
 
     Args:
         outbox_id: primary key of an :class:`OutboxMessage`.
         reason: why, kept in ``last_error`` (first 2000 characters).
+        bounce: a delivery failure the person should see (an SMTP 5xx reply,
+            retries given up): recorded in ``mail_bounces`` in the same commit
+            (:func:`webapp.bounces.services.record`; a hard one suppresses the address).
 
     The row keeps ``attempts``; its claim is cleared. ``flask mail-failures``
     lists it and ``--retry ID`` queues it again. A row already sent is left alone.
@@ -354,4 +364,6 @@ def mark_failed(outbox_id: int, reason: str) -> None:
         row.failed_at = utcnow()
         row.claimed_at = None
         row.last_error = reason[:2000]
+        if bounce is not None:
+            bounces.record(row.to_address, bounce, outbox_id=row.id)
         db.session.commit()

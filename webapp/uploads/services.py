@@ -179,7 +179,7 @@ def media_url(key: str) -> str:
 
 
 def to_json(upload: Upload) -> dict[str, Any]:
-    """The JSON status document of ``GET /uploads/<id>``.
+    """The JSON status document of ``GET /uploads/<id>`` (README, *Routes*).
 
     ``{"id", "status", "error", "original": {"bytes", "width", "height"},
     "derivatives": {name: {"url", "width", "height", "bytes", "format"}}}``;
