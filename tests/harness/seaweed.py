@@ -51,10 +51,15 @@ class SeaweedS3:
         self.bucket = bucket
         self.access_key = "onboard" + uuid.uuid4().hex[:8]
         self.secret_key = uuid.uuid4().hex + uuid.uuid4().hex
-        self.ports = {name: free_port() for name in (
+        self.ports = self._pick_ports()
+        self.started_once = False
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def _pick_ports() -> dict[str, int]:
+        return {name: free_port() for name in (
             "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
             "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc")}
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -89,12 +94,33 @@ class SeaweedS3:
         }]}))
         return path
 
-    def start(self, timeout: float = 60) -> SeaweedS3:
+    def start(self, timeout: float = 60, attempts: int = 3) -> SeaweedS3:
         """Start ``weed server`` (or restart it on the same ports and data) and wait
-        until the bucket exists and takes a write."""
+        until the bucket exists and takes a write.
+
+        A port picked free may be taken before ``weed`` binds it (its own
+        outgoing connections use the same range): then ``weed`` exits and is
+        started again, on new ports the first time, on the same ones for a restart.
+        """
+        for attempt in range(attempts):
+            try:
+                self._start_once(timeout)
+                self.started_once = True
+                return self
+            except RuntimeError:
+                log = (self.workdir / "weed.log").read_text(errors="replace")
+                if attempt == attempts - 1 or "address already in use" not in log[-20000:]:
+                    raise
+                self.stop()
+                if not self.started_once:
+                    self.ports = self._pick_ports()
+                time.sleep(1)
+        return self
+
+    def _start_once(self, timeout: float) -> None:
         (self.workdir / "data").mkdir(parents=True, exist_ok=True)
         config = self._write_config()
-        log = open(self.workdir / "weed.log", "ab")
+        log = open(self.workdir / "weed.log", "wb")  # this start's log only
         args = [WEED, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 f"-dir={self.workdir / 'data'}", "-s3", f"-s3.config={config}",
                 "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
@@ -103,7 +129,6 @@ class SeaweedS3:
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self._wait_bucket(timeout)
-        return self
 
     def _wait_bucket(self, timeout: float) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
