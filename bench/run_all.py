@@ -34,6 +34,7 @@ SCRIPTS = [
     ("task_throughput", "task_throughput.py", True),
     ("upload_time", "upload_time.py", True),
     ("images", "images.py", False),
+    ("store_upload", "store_upload.py", False),
 ]
 TITLES = {
     "signup_latency": "1. Sign-up latency: POST /register vs the synchronous tutorial view",
@@ -41,6 +42,7 @@ TITLES = {
     "task_throughput": "3. Task throughput through one worker",
     "images": "4. Image pipeline (bench/images.py, see bench/IMAGES.md)",
     "upload_time": "5. Upload POST time for a 7 MB photo",
+    "store_upload": "6. Upload POST and image pipeline on the S3 store vs the local folder",
 }
 MARKER = "<!-- Hand-written below this line: run_all.py keeps it. -->"
 TIMEOUT = 240  # seconds per script

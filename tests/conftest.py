@@ -10,6 +10,8 @@ Tests keep out of each other's way by using fresh e-mail addresses
 """
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -21,6 +23,7 @@ from tests.harness.fastapp import fast_app, migrate_sqlite
 # Re-exported: test modules import these helpers from here.
 from tests.harness.forms import (confirm_link, csrf_from, link_from, login,  # noqa: F401
                                  new_email, register)
+from tests.harness.seaweed import SeaweedS3
 from tests.harness.stack import Stack
 
 _STACKS: dict[str, Stack] = {}
@@ -74,13 +77,40 @@ def runner(app: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def stack_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Stack]]:
-    """Returns ``get(backend)``: the session's shared stack for ``"sqlite"`` or
-    ``"postgresql"``, started on first use and stopped at session end."""
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """The session's SeaweedFS (a real S3 store), started on first use.
+
+    The standard AWS variables pointing at it are put in ``os.environ`` for the
+    session: boto3 reads them there, in the test process as in the workers."""
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweed")).start()
+    saved = {k: os.environ.get(k) for k in server.env() if k.startswith("AWS_")}
+    os.environ.update({k: v for k, v in server.env().items() if k.startswith("AWS_")})
+    yield server
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack_factory(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Stack]]:
+    """Returns ``get(backend)``: the session's shared stack for ``"sqlite"``,
+    ``"postgresql"`` or ``"postgresql-s3"`` (PostgreSQL with its files on the
+    SeaweedFS S3 store, under a prefix of its own), started on first use and
+    stopped at session end."""
 
     def get(backend: str) -> Stack:
         if backend not in _STACKS:
-            _STACKS[backend] = Stack(backend, tmp_path_factory.mktemp(backend)).start()
+            db_backend, _, store = backend.partition("-")
+            env = {}
+            if store == "s3":
+                server: SeaweedS3 = request.getfixturevalue("seaweed")
+                env = server.env(prefix=uuid.uuid4().hex[:8])
+            _STACKS[backend] = Stack(db_backend, tmp_path_factory.mktemp(backend),
+                                     env_overrides=env).start()
         return _STACKS[backend]
 
     yield get

@@ -229,7 +229,7 @@ def test_healthz_ok(ops_stack: Stack) -> None:
     resp = ops_stack.client().get("/healthz")
     body = resp.get_json()
     assert resp.status_code == 200, body
-    assert body["status"] == "ok" and set(body["checks"]) == {"database", "broker", "workers"}
+    assert body["status"] == "ok" and set(body["checks"]) == {"database", "broker", "workers", "store"}
     assert all(c["ok"] for c in body["checks"].values())
 
 
@@ -267,7 +267,8 @@ def test_healthz_details_only_for_operators(ops_stack: Stack) -> None:
         public = client.get("/healthz", environ_base=PUBLIC)
         assert public.status_code == 503
         assert public.get_json() == {"status": "degraded", "checks": {
-            "database": {"ok": True}, "broker": {"ok": False}, "workers": {"ok": False}}}
+            "database": {"ok": True}, "broker": {"ok": False}, "workers": {"ok": False},
+            "store": {"ok": True}}}
         assert str(port) not in public.get_data(as_text=True)
 
         local = client.get("/healthz").get_json()  # the test client is 127.0.0.1
