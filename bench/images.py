@@ -30,6 +30,9 @@ Approaches:
 Images (full run): the 20 MP and 4 MP photos from Debian packages and a 12 MP
 phone-sized JPEG made from the first (``bench/photos.py``). The 20 MP photo is a
 real camera file, so no upscaled "20 MP" image is needed.
+
+Over 300 lines on purpose: one benchmark script: library comparison, pipeline, memory
+and quality measurements share the sample photos and the report.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Self-contained: no conftest fixtures, no services. The two real photos come from
 Debian packages through bench/photos.py; those tests skip only if apt cannot fetch.
+
+Over 300 lines on purpose: one test per image rule (format, limits, orientation,
+metadata, memory), on small files made here.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Jobs run on the shared stack's real worker (``send_task``) where their effect is
 visible in the database or on disk; the daily statistics are recorded in-process
 (the row) and mailed by the real worker through the outbox and SMTP sink.
+
+Over 300 lines on purpose: one test per periodic job over the real stack; they share its
+fixtures.
 """
 from __future__ import annotations
 

@@ -3,6 +3,9 @@
 This module builds its own :class:`Stack` (own vhost, database, worker) because
 it stops that stack's worker; the shared stack is never touched. Tests run in
 file order: Flower and beat need the worker, the last health test stops it.
+
+Over 300 lines on purpose: the live processes (beat, Flower, /healthz, /metrics) share
+one module-scoped stack that is costly to start.
 """
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
 """Photo uploads over real parts: web app, RabbitMQ vhost, a real celery worker
 subprocess processing the ``images`` queue, SQLite and PostgreSQL, files in a
-local folder or on a real S3 store (SeaweedFS)."""
+local folder or on a real S3 store (SeaweedFS).
+
+Over 300 lines on purpose: the upload feature's end-to-end tests share the stack
+fixtures parametrized over databases and stores.
+"""
 from __future__ import annotations
 
 import hashlib

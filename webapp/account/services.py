@@ -5,6 +5,9 @@ transaction and publishes the mails it queued after the commit (the outbox).
 Nothing here tells a caller whether an address has an account unless the caller
 already proved they own that account (no account enumeration, OWASP Forgot
 Password and Authentication Cheat Sheets).
+
+Over 300 lines on purpose: reset, password change and e-mail change share the password
+rules, the session epoch and the mail builders; each section is marked.
 """
 from __future__ import annotations
 

@@ -12,6 +12,10 @@ Worker side (:func:`process`): ``pending``/``processing`` → ``processing`` →
 ``done`` (derivatives recorded) or ``failed`` (``error`` says why, in words a
 person understands). Re-running it for the same upload writes the same files and
 rows, so redelivered or republished messages are harmless.
+
+Over 300 lines on purpose: the web side and the worker side of one upload's lifecycle
+(states pending → processing → done/failed) stay together so the state rules are read in
+one place; each side is marked.
 """
 from __future__ import annotations
 
