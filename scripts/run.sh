@@ -8,7 +8,7 @@ export FLOWER_BASIC_AUTH="${FLOWER_BASIC_AUTH:-admin:onboard}"
 export PORT="${PORT:-8000}"
 export BASE_URL="${BASE_URL:-http://127.0.0.1:$PORT}"
 export PATH="$PWD/.venv/bin:$PATH"
-# The paths the app reads (webapp/config.py defaults), exported so the catcher
+# The paths the app reads (webapp/config/settings.py defaults), exported so the catcher
 # in Procfile.dev writes where /dev/mail reads.
 export INSTANCE_DIR="${INSTANCE_DIR:-$PWD/instance}"
 export DEV_MAILDIR="${DEV_MAILDIR:-$INSTANCE_DIR/maildir}"
