@@ -192,6 +192,13 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Web processes (gunicorn reads the same variable; the Procfile's default is 2).
         "WEB_CONCURRENCY": env.int("WEB_CONCURRENCY", 2),
         "CELERY": celery_settings(env, database_url, instance_dir),
+        # Kept SMTP session per worker process (webapp.smtp_pool): closed after this
+        # many idle seconds, and replaced after this many mails.
+        "MAIL_CONNECTION_IDLE": env.float("MAIL_CONNECTION_IDLE", 30.0),
+        "MAIL_CONNECTION_MAX_MAILS": env.int("MAIL_CONNECTION_MAX_MAILS", 100),
+        # Seconds before the relay republishes a row written marked published at
+        # sign-up that no worker has tried (its publisher died before publishing).
+        "OUTBOX_UNCLAIMED_AFTER": env.float("OUTBOX_UNCLAIMED_AFTER", 60.0),
     }
     undeclared = env.undeclared()
     if undeclared:
