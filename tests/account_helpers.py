@@ -5,11 +5,10 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 
-from tests.conftest import csrf_from, link_from, new_email, register
+from tests.conftest import confirm_link, csrf_from, link_from, new_email, register
 from tests.stack import Stack, text_body
 from webapp import config as config_module
 from webapp import create_app
@@ -25,7 +24,7 @@ def verified_user(stack: Stack, prefix: str = "acct", client: Any = None) -> str
     email = new_email(prefix)
     assert register(client, email).status_code == 303
     [msg] = stack.smtp.wait_for(email)
-    assert client.get(urlsplit(link_from(text_body(msg))).path).status_code == 200
+    assert confirm_link(client, link_from(text_body(msg))).status_code == 200
     return email
 
 

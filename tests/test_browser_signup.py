@@ -56,6 +56,7 @@ def test_signup_to_logged_in_in_chromium(browser, live_url: str, sqlite_stack: S
 
     link = link_from(text_body(sqlite_stack.smtp.wait_for(email)[0]))
     page.goto(live_url + urlsplit(link).path)
+    page.get_by_role("button", name="Confirm my address").click()
     assert page.get_by_test_id("verified").is_visible()
 
     page.get_by_role("link", name="Log in").last.click()

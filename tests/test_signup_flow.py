@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 
-from tests.conftest import csrf_from, link_from, login, new_email, register
+from tests.conftest import confirm_link, csrf_from, link_from, login, new_email, register
 from tests.stack import Stack, html_body, text_body
 from webapp.extensions import db
 from webapp.models import OutboxMessage, User
@@ -38,7 +38,11 @@ def test_signup_verify_login(stack: Stack) -> None:
     assert b"not verified yet" in resp.data and b'id="resend-form"' in resp.data
 
     path = urlsplit(link).path
-    resp = client.get(path)
+    resp = client.get(path)  # reading the link changes nothing: a confirm button
+    assert resp.status_code == 200 and b"Confirm my address" in resp.data
+    with stack.app.app_context():
+        assert db.session.scalar(select(User.verified_at).where(User.email == email)) is None
+    resp = confirm_link(client, link)
     assert resp.status_code == 200 and b"is confirmed" in resp.data
     with stack.app.app_context():
         user = db.session.scalar(select(User).where(User.email == email))
@@ -46,10 +50,9 @@ def test_signup_verify_login(stack: Stack) -> None:
         row = db.session.scalar(select(OutboxMessage).where(OutboxMessage.user_id == user.id))
         assert row.sent_at is not None and row.published_at is not None and row.attempts == 1
 
-    # Second use of the same link.
+    # The same link again: a friendly "already confirmed, log in", not an error.
     resp = client.get(path)
-    assert resp.status_code == 400
-    assert b'data-reason="used"' in resp.data and b'id="resend-form"' in resp.data
+    assert resp.status_code == 200 and b'data-testid="already-verified"' in resp.data
 
     resp = login(client, email)
     assert resp.status_code == 303
@@ -100,8 +103,8 @@ def test_resend_same_answer_for_unknown_address(stack: Stack) -> None:
     msgs = stack.smtp.wait_for(email, count=2)
     assert len({m["Message-ID"] for m in msgs}) == 2
     # Either link verifies the account; the second mail's link works.
-    resp = client.get(urlsplit(link_from(text_body(msgs[1]))).path)
-    assert resp.status_code == 200
+    resp = confirm_link(client, link_from(text_body(msgs[1])))
+    assert resp.status_code == 200 and b'data-testid="verified"' in resp.data
     assert stack.smtp.to(unknown_addr) == []
 
 

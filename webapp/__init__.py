@@ -85,6 +85,7 @@ def register_blueprints(app: Flask) -> None:
     from webapp import devmail, health, main, metrics
     from webapp.account import bp as account_bp
     from webapp.auth import bp as auth_bp
+    from webapp.bounces import bp as bounces_bp
     from webapp.uploads import bp as uploads_bp
 
     app.register_blueprint(main.bp)
@@ -93,6 +94,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(uploads_bp)
+    app.register_blueprint(bounces_bp)
     if app.config["ENV_NAME"] == "development" and app.config["DEV_MAILDIR"]:
         app.register_blueprint(devmail.bp)
 

@@ -28,6 +28,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
 from webapp import smtp_pool
+from webapp.bounces import services as bounces
 from webapp.extensions import db
 from webapp.models import OutboxMessage, utcnow
 
@@ -300,8 +301,11 @@ def deliver(outbox_id: int, *, redelivered: bool = False) -> str:
     mail that cannot be built rolls its claim back first, so ``attempts`` counts
     SMTP attempts only.
 
-    Database round trips of a sent mail: claim (``UPDATE … RETURNING``) and
-    commit, record (``UPDATE``) and commit.
+    An address on the suppression list (a hard bounce,
+    :func:`webapp.bounces.services.suppressed`) fails the row without a send.
+
+    Database round trips of a sent mail: claim (``UPDATE … RETURNING``), the
+    suppression lookup and the commit; record (``UPDATE``) and commit.
 
     Args:
         outbox_id: primary key of an :class:`OutboxMessage`.
@@ -322,6 +326,11 @@ def deliver(outbox_id: int, *, redelivered: bool = False) -> str:
     if row is None:
         db.session.rollback()
         return outcome
+    hard = bounces.suppressed(row.to_address)
+    if hard is not None:  # a hard bounce: no second try until the person acts
+        db.session.rollback()  # the claim is undone: attempts count SMTP attempts only
+        return _fail(outbox_id, f"not sent: {row.to_address} is on the suppression list "
+                                f"(bounced {hard.status} on {hard.created_at:%Y-%m-%d})")
     try:
         msg = render(row)
     except (SQLAlchemyError, SoftTimeLimitExceeded):
@@ -346,7 +355,7 @@ def deliver(outbox_id: int, *, redelivered: bool = False) -> str:
         if not network and not isinstance(exc, PermanentMailError):
             return _fail(outbox_id, f"unexpected error while sending: {reason}")
         if classify_smtp_error(exc) is PermanentMailError:
-            return _fail(outbox_id, reason)
+            return _fail(outbox_id, reason, bounce=bounces.smtp_failure(exc))
         if isinstance(exc, ssl.SSLCertVerificationError):
             log.error("mail outbox=%s not sent: the TLS certificate of SMTP server %s:%s "
                       "was refused (%s); trust its CA with MAIL_SSL_CA_FILE", outbox_id,
@@ -370,21 +379,25 @@ def _release(outbox_id: int, reason: str) -> None:
     db.session.commit()
 
 
-def _fail(outbox_id: int, reason: str) -> str:
-    """Mark a row failed for good, log it in one line, return ``"failed"``."""
-    mark_failed(outbox_id, reason)
+def _fail(outbox_id: int, reason: str, bounce: bounces.Failure | None = None) -> str:
+    """Mark a row failed for good (and record ``bounce``), log it in one line,
+    return ``"failed"``."""
+    mark_failed(outbox_id, reason, bounce=bounce)
     row = db.session.get(OutboxMessage, outbox_id)
     log.error("mail outbox=%s kind=%s to=%s failed permanently: %s", outbox_id,
               row.kind if row else "?", row.to_address if row else "?", reason[:2000])
     return "failed"
 
 
-def mark_failed(outbox_id: int, reason: str) -> None:
-    """Record that the row will not be sent, for operators.
+def mark_failed(outbox_id: int, reason: str, *, bounce: bounces.Failure | None = None) -> None:
+    """Record that the row will not be sent, for operators (and the person).
 
     Args:
         outbox_id: primary key of an :class:`OutboxMessage`.
         reason: why, kept in ``last_error`` (first 2000 characters).
+        bounce: a delivery failure the person should see (an SMTP 5xx reply,
+            retries given up): recorded in ``mail_bounces`` in the same commit
+            (:func:`webapp.bounces.services.record`; a hard one suppresses the address).
 
     The row keeps ``attempts``; its claim is cleared. ``flask mail-failures``
     lists it and ``--retry ID`` queues it again. A row already sent is left alone.
@@ -394,4 +407,6 @@ def mark_failed(outbox_id: int, reason: str) -> None:
         row.failed_at = utcnow()
         row.claimed_at = None
         row.last_error = reason[:2000]
+        if bounce is not None:
+            bounces.record(row.to_address, bounce, outbox_id=row.id)
         db.session.commit()

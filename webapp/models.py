@@ -10,8 +10,8 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import (JSON, BigInteger, Date, DateTime, ForeignKey, Integer, String, Text,
-                        UniqueConstraint, func)
+from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Integer, String,
+                        Text, UniqueConstraint, false, func)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -108,6 +108,9 @@ class OutboxMessage(db.Model):  # type: ignore[name-defined]
     takeovers: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Times the send task was published (web, relay, republish, operator retry).
     publish_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Set when a delivery status notification (or a permanent SMTP refusal) said
+    # the mail did not arrive; the details are in ``mail_bounces``.
+    bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class UsedToken(db.Model):  # type: ignore[name-defined]
@@ -193,7 +196,19 @@ class UploadDerivative(db.Model):  # type: ignore[name-defined]
 # --- account lifecycle (password reset, e-mail change) -----------------------------
 
 
-class EmailChangeRequest(db.Model):  # type: ignore[name-defined]
+class MailedCodeColumns:
+    """Columns of a row behind a mailed code (see :mod:`webapp.auth.codes`): the
+    random ``code_salt`` it is derived from, the HMAC it is checked against,
+    the entries claimed so far, and its lifetime."""
+
+    code_salt: Mapped[str] = mapped_column(String(64))
+    code_hash: Mapped[str] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class EmailChangeRequest(MailedCodeColumns, db.Model):  # type: ignore[name-defined]
     """A pending change of a user's address, confirmed by a 6-digit code mailed to
     the new address.
 
@@ -210,12 +225,55 @@ class EmailChangeRequest(db.Model):  # type: ignore[name-defined]
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     new_email: Mapped[str] = mapped_column(String(320))
-    code_salt: Mapped[str] = mapped_column(String(64))
-    code_hash: Mapped[str] = mapped_column(String(128))
-    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AccountCode(MailedCodeColumns, db.Model):  # type: ignore[name-defined]
+    """The 6-digit code mailed with a verification or password-reset link.
+
+    One open code per account and ``purpose`` (the mail kind: ``verify`` or
+    ``password_reset``); a new mail replaces it. Like :class:`EmailChangeRequest`
+    the code is never stored: the worker derives it at send time from
+    ``code_salt`` (:func:`webapp.auth.codes.derive`) and the row keeps an HMAC of
+    it (``code_hash``). ``attempts`` counts entries, claimed atomically before
+    each comparison; the row is deleted when the code is used.
+    """
+
+    __tablename__ = "account_codes"
+    __table_args__ = (UniqueConstraint("user_id", "purpose"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(32))
+
+
+# --- bounces and the suppression list -----------------------------------------------
+
+
+class MailBounce(db.Model):  # type: ignore[name-defined]
+    """A mail that did not arrive: an SMTP refusal, retries given up, or a
+    delivery status notification (RFC 3464) received later.
+
+    ``status`` is the RFC 3463 enhanced status code (``5.1.1``); ``reason`` says
+    it in plain words for the person; ``diagnostic`` is the server's own text,
+    for operators. A ``hard`` bounce (the address or mailbox does not exist)
+    puts ``address`` on the suppression list: no mail goes there while a hard
+    row for it has ``cleared_at`` empty (the person asking to try again clears it).
+    """
+
+    __tablename__ = "mail_bounces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), index=True)
+    outbox_id: Mapped[int | None] = mapped_column(
+        ForeignKey("outbox_messages.id", ondelete="SET NULL"), nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    hard: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    reason: Mapped[str] = mapped_column(Text)
+    diagnostic: Mapped[str | None] = mapped_column(Text, nullable=True)
+    source: Mapped[str] = mapped_column(String(16))  # smtp | retries | dsn | json
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 # --- operations (daily statistics) --------------------------------------------------

@@ -5,7 +5,7 @@ import io
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.conftest import csrf_from, link_from, login, new_email, register
+from tests.conftest import confirm_link, csrf_from, link_from, login, new_email, register
 from tests.stack import Stack, text_body, wait_until
 
 
@@ -16,7 +16,7 @@ def verified_client(stack: Stack, prefix: str = "up") -> tuple[Any, str]:
     email = new_email(prefix)
     assert register(client, email).status_code == 303
     link = link_from(text_body(stack.smtp.wait_for(email)[0]))
-    assert client.get(urlsplit(link).path).status_code == 200
+    assert confirm_link(client, link).status_code == 200
     assert login(client, email).status_code == 303
     return client, email
 

@@ -4,10 +4,10 @@ avatar upload, which carries a ``photo`` file)."""
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, PasswordField, StringField
-from wtforms.validators import AnyOf, DataRequired, EqualTo, Length, Regexp
+from wtforms import EmailField, HiddenField, PasswordField
+from wtforms.validators import AnyOf, DataRequired, EqualTo, Length
 
-from webapp.auth.forms import PASSWORD_MAX, EmailAddress, password_field
+from webapp.auth.forms import PASSWORD_MAX, EmailAddress, code_field, email_field, password_field
 
 
 def _confirm_field() -> PasswordField:
@@ -25,8 +25,7 @@ def _current_password() -> PasswordField:
 class ForgotForm(FlaskForm):
     """``/password/forgot``: the address to mail a reset link to."""
 
-    email = EmailField("E-mail", validators=[DataRequired(message="Enter your e-mail address."),
-                                             Length(max=320), EmailAddress()])
+    email = email_field()
 
 
 class ResetForm(FlaskForm):
@@ -58,7 +57,12 @@ class ConfirmEmailForm(FlaskForm):
     """``/account``: the 6-digit code mailed to the new address."""
 
     action = HiddenField(default="confirm_email", validators=[AnyOf(["confirm_email"])])
-    code = StringField("Code from the mail", validators=[
-        DataRequired(message="Enter the 6-digit code."),
-        Regexp(r"^\s*\d{6}\s*$", message="The code is 6 digits.")])
+    code = code_field()
+
+
+class ResetCodeForm(FlaskForm):
+    """``/password/code``: the address the reset mail went to and its code."""
+
+    email = email_field()
+    code = code_field()
 

@@ -8,9 +8,7 @@ Password and Authentication Cheat Sheets).
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -19,9 +17,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from webapp import outbox
-from webapp.auth import mail_requests, tokens
+from webapp.auth import codes, mail_requests, tokens
 from webapp.auth.passwords import hash_password, verify_password
-from webapp.auth.services import find_user
+from webapp.auth.services import VERIFY, WrongPassword, find_user
 from webapp.extensions import db
 from webapp.mail import Rendered
 from webapp.models import EmailChangeRequest, OutboxMessage, User, utcnow
@@ -32,7 +30,6 @@ RESET = "password_reset"
 PASSWORD_CHANGED = "password_changed"
 EMAIL_CODE = "email_change_code"
 EMAIL_CHANGED = "email_changed"
-CODE_DIGITS = 6
 
 
 # --- password reset ------------------------------------------------------------------
@@ -67,7 +64,9 @@ def send_password_reset(email: str, request_id: str) -> str:
     Returns:
         The outcome of :func:`~webapp.auth.mail_requests.queue_for_account`.
     """
-    return mail_requests.queue_for_account(RESET, email, request_id)
+    return mail_requests.queue_for_account(
+        RESET, email, request_id,
+        issue_code=current_app.config["PASSWORD_RESET_MAX_AGE"])
 
 
 def _reset_mail(row: OutboxMessage) -> Rendered:
@@ -81,6 +80,8 @@ def _reset_mail(row: OutboxMessage) -> Rendered:
     minutes = current_app.config["PASSWORD_RESET_MAX_AGE"] // 60
     return Rendered(subject="Reset your Onboard password",
                     context={"link": external_url("account.reset_password", token=token),
+                             "code": codes.current(row.user_id, RESET),
+                             "code_page": external_url("account.forgot_password"),
                              "minutes": minutes, "email": row.to_address})
 
 
@@ -119,22 +120,48 @@ def reset_password(token: str, new_password: str) -> User:
     _set_password(user, new_password)
     if user.verified_at is None:
         user.verified_at = utcnow()
+        codes.revoke(user.id, VERIFY)
     row = outbox.add(PASSWORD_CHANGED, user.email, user_id=user.id)
     db.session.commit()
     outbox.publish([row.id])
     return user
 
 
+def redeem_reset_code(email: str, code: str) -> str | None:
+    """Trade the code of a reset mail for a reset link's token (the code typed on
+    the page after ``/password/forgot`` leads to the same new-password form).
+
+    The code is checked by :func:`webapp.auth.codes.redeem`: same statements and
+    same answer whether or not the address has an account, at most
+    ``ACCOUNT_CODE_MAX_ATTEMPTS`` entries per mailed code, single use, expires
+    with the link (``PASSWORD_RESET_MAX_AGE``). The token it returns is an
+    ordinary reset token (``jti = resetcode-<uuid>``, the current session epoch),
+    so everything :func:`reset_password` enforces holds for it too.
+
+    Args:
+        email: normalised address typed on (or carried over from) the forgot page.
+        code: what the person typed.
+
+    Returns:
+        The token for ``/password/reset/<token>``, or ``None`` for any failure.
+    """
+    user = codes.redeem(email, RESET, code)
+    if user is None:
+        return None
+    db.session.commit()  # the code is used up
+    return tokens.make_token(RESET, {"uid": user.id, "email": user.email,
+                                     "epoch": user.session_epoch,
+                                     "jti": f"resetcode-{uuid.uuid4().hex}"})
+
+
 def _set_password(user: User, new_password: str) -> None:
     user.password_hash = hash_password(new_password)
     user.session_epoch = (user.session_epoch or 0) + 1
+    # Reset links die with the epoch; their codes die with them.
+    codes.revoke(user.id, RESET)
 
 
 # --- password change -----------------------------------------------------------------
-
-
-class WrongPassword(Exception):
-    """The current password given does not match."""
 
 
 def change_password(user: User, current_password: str, new_password: str) -> None:
@@ -164,21 +191,15 @@ def _password_changed_mail(row: OutboxMessage) -> Rendered:
 # --- e-mail change -------------------------------------------------------------------
 
 
-def _hmac(purpose: str, *parts: str) -> str:
-    key = current_app.config["SECRET_KEY"].encode()
-    msg = ":".join(("onboard", purpose, *parts)).encode()
-    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+#: HMAC domain of e-mail-change codes (see :mod:`webapp.auth.codes`).
+EMAIL_CODE_PURPOSE = "email-code"
 
 
 def code_for(request: EmailChangeRequest) -> str:
-    """The 6-digit code of a request, derived from its salt with HMAC-SHA256 keyed
-    by ``SECRET_KEY`` (the worker calls this at send time; it is never stored)."""
-    digest = bytes.fromhex(_hmac("email-code", request.code_salt))
-    return str(int.from_bytes(digest[:8], "big") % 10**CODE_DIGITS).zfill(CODE_DIGITS)
-
-
-def _code_hash(salt: str, code: str) -> str:
-    return _hmac("email-code-check", salt, code)
+    """The 6-digit code of a request, derived from its salt
+    (:func:`webapp.auth.codes.derive`; the worker calls this at send time, it is
+    never stored)."""
+    return codes.derive(EMAIL_CODE_PURPOSE, request.code_salt)
 
 
 class EmailChangeThrottled(Exception):
@@ -213,11 +234,11 @@ def request_email_change(user: User, password: str, new_email: str) -> EmailChan
         db.session.rollback()
         raise EmailChangeThrottled()
     db.session.execute(delete(EmailChangeRequest).where(EmailChangeRequest.user_id == user.id))
-    salt = secrets.token_hex(16)
+    salt = codes.new_salt()
     request = EmailChangeRequest(
         user_id=user.id, new_email=new_email, code_salt=salt, code_hash="", attempts=0,
         expires_at=utcnow() + timedelta(seconds=current_app.config["EMAIL_CHANGE_CODE_MAX_AGE"]))
-    request.code_hash = _code_hash(salt, code_for(request))
+    request.code_hash = codes.digest(EMAIL_CODE_PURPOSE, salt, code_for(request))
     db.session.add(request)
     db.session.flush()
     row = outbox.add(EMAIL_CODE, new_email, user_id=user.id, context={"request_id": request.id})
@@ -290,8 +311,7 @@ def confirm_email_change(user: User, code: str) -> str:
     db.session.commit()
     if claimed is None:
         raise CodeError("locked", "Too many wrong codes. Ask for a new code below.")
-    typed = "".join((code or "").split())
-    if not hmac.compare_digest(_code_hash(request.code_salt, typed), request.code_hash):
+    if not codes.matches(EMAIL_CODE_PURPOSE, request.code_salt, request.code_hash, code):
         left = limit - claimed
         if left <= 0:
             raise CodeError("locked", "Too many wrong codes. Ask for a new code below.")

@@ -9,7 +9,8 @@ from werkzeug.wrappers import Response
 
 from webapp.account import bp, services
 from webapp.account.forms import (ChangeEmailForm, ChangePasswordForm, ConfirmEmailForm,
-                                  ForgotForm, ResetForm)
+                                  ForgotForm, ResetCodeForm, ResetForm)
+from webapp.auth import codes
 from webapp.auth.tokens import TokenError
 from webapp.extensions import limiter
 from webapp.ratelimit import limit
@@ -25,9 +26,26 @@ def forgot_password() -> str | tuple[str, int]:
     form = ForgotForm()
     if form.validate_on_submit():
         services.request_password_reset(form.email.data)
-        return render_template("account/forgot_sent.html", email=form.email.data)
+        return render_template("account/forgot_sent.html", email=form.email.data,
+                               code_form=ResetCodeForm(formdata=None))
     status = 400 if request.method == "POST" else 200
     return render_template("account/forgot.html", form=form), status
+
+
+@bp.post("/password/code")
+@limit("RATELIMIT_RESET")
+def reset_code() -> Response | tuple[str, int]:
+    """The code of a reset mail, typed on the page after ``/password/forgot``:
+    right → 303 to the new-password form (``/password/reset/<token>``); any
+    failure (wrong, expired, used up, unknown address) → the same 400 page."""
+    form = ResetCodeForm()
+    if form.validate_on_submit():
+        token = services.redeem_reset_code(form.email.data, form.code.data)
+        if token is not None:
+            return redirect(url_for("account.reset_password", token=token), code=303)
+        form.code.errors.append(codes.refused_message())
+    return render_template("account/forgot_sent.html", email=form.email.data or "",
+                           code_form=form), 400
 
 
 @bp.route("/password/reset/<token>", methods=["GET", "POST"])

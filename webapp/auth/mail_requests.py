@@ -32,7 +32,7 @@ from typing import Any
 from celery import Task
 
 from webapp import outbox, publisher
-from webapp.auth import tokens
+from webapp.auth import codes, tokens
 from webapp.extensions import db
 from webapp.models import OutboxMessage, User
 from webapp.ratelimit import mail_throttled
@@ -72,7 +72,8 @@ def submit(task: Task, email: str, handle: Handler) -> bool:
 def queue_for_account(kind: str, email: str, request_id: str, *,
                       wanted: Callable[[User], bool] = lambda _user: True,
                       context: dict[str, Any] | None = None,
-                      only: Callable[[OutboxMessage], bool] | None = None) -> str:
+                      only: Callable[[OutboxMessage], bool] | None = None,
+                      issue_code: int | None = None) -> str:
     """Write and publish the outbox row a request asks for, if it should be sent.
 
     Runs on the worker (or in the web when the broker was down). In one
@@ -92,6 +93,9 @@ def queue_for_account(kind: str, email: str, request_id: str, *,
         wanted: whether this account should get the mail (e.g. not verified yet).
         context: the outbox row's context.
         only: which earlier rows the throttle counts (see ``mail_throttled``).
+        issue_code: when set, the account gets a new 6-digit code of purpose
+            ``kind`` valid this many seconds (:func:`webapp.auth.codes.issue`),
+            in the same transaction as the row; the mail carries it.
 
     Returns:
         ``"queued"``, ``"no-account"``, ``"not-wanted"``, ``"throttled"`` or
@@ -111,6 +115,8 @@ def queue_for_account(kind: str, email: str, request_id: str, *,
     except tokens.TokenError:
         db.session.rollback()
         return "duplicate"
+    if issue_code is not None:
+        codes.issue(user.id, kind, issue_code)
     row = outbox.add(kind, user.email, user_id=user.id, context=context)
     db.session.commit()
     outbox.publish([row.id])

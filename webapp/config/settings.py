@@ -192,6 +192,11 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Web processes (gunicorn reads the same variable; the Procfile's default is 2).
         "WEB_CONCURRENCY": env.int("WEB_CONCURRENCY", 2),
         "CELERY": celery_settings(env, database_url, instance_dir),
+        # --- mailed codes and bounces (docs/account.md).
+        # Wrong entries of a verification or reset code before a new mail is needed.
+        "ACCOUNT_CODE_MAX_ATTEMPTS": env.int("ACCOUNT_CODE_MAX_ATTEMPTS", 5),
+        # Shared secret of POST /hooks/bounce (Authorization: Bearer …); empty: hook off (404).
+        "BOUNCE_HOOK_SECRET": env.str("BOUNCE_HOOK_SECRET", ""),
         # Kept SMTP session per worker process (webapp.smtp_pool): closed after this
         # many idle seconds, and replaced after this many mails.
         "MAIL_CONNECTION_IDLE": env.float("MAIL_CONNECTION_IDLE", 30.0),

@@ -9,6 +9,7 @@ from celery.signals import worker_process_shutdown, worker_ready, worker_shutdow
 from flask import current_app
 
 from webapp import smtp_pool
+from webapp.bounces.services import retries_failure
 from webapp.mail import TransientMailError, deliver, mark_failed
 from webapp.tasks.retry import retry_countdown
 
@@ -53,7 +54,8 @@ def send_mail(self, outbox_id: int) -> str:  # type: ignore[no-untyped-def]
     except TransientMailError as exc:
         cfg = current_app.config
         if self.request.retries >= cfg["MAIL_MAX_RETRIES"]:
-            mark_failed(outbox_id, f"gave up after {self.request.retries} retries: {exc}")
+            mark_failed(outbox_id, f"gave up after {self.request.retries} retries: {exc}",
+                        bounce=retries_failure(str(exc)))
             log.error("mail outbox=%s failed: retries exhausted: %s", outbox_id, exc)
             return "failed"
         countdown = retry_countdown(self.request.retries, cfg["MAIL_RETRY_BACKOFF_MAX"])
