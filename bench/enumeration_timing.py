@@ -24,8 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (Gunicorn, Report, csrf_from, header, parser, percentile,  # noqa: E402
-                          start_stack, stop_stack)
+from bench.report import Report, header, parser, percentile  # noqa: E402
+from bench.stacks import start_stack, stop_stack  # noqa: E402
+from bench.web import Gunicorn, csrf_from  # noqa: E402
 
 ROUTES = (("forgot", "/password/forgot", "/password/forgot", True),
           ("resend", "/verify/resend", "/register/done", False))

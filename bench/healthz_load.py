@@ -32,8 +32,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (Gunicorn, Report, header, parser, percentile,  # noqa: E402
-                          start_stack, stop_stack)
+from bench.report import Report, header, parser, percentile  # noqa: E402
+from bench.stacks import start_stack, stop_stack  # noqa: E402
+from bench.web import Gunicorn  # noqa: E402
 
 CALLERS = 64
 

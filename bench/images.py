@@ -141,14 +141,13 @@ def _peak_rss_kib() -> int:
 def run_approach(approach: str, src: Path, out: Path, runs: int, warmup: int) -> dict:
     """Start a child for one approach; return its timings plus peak RSS (MiB)."""
     env = dict(os.environ, VIPS_CONCURRENCY="1", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(
+    proc = subprocess.run(
         [sys.executable, __file__, "--worker", approach, str(src), str(out),
          str(runs), str(warmup)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-    stdout, stderr = proc.communicate()
+        capture_output=True, env=env, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f"{approach} on {src.name} failed:\n{stderr}")
-    result = json.loads(stdout.strip().splitlines()[-1])
+        raise SystemExit(f"{approach} on {src.name} failed:\n{proc.stderr}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["rss_mb"] = result["rss_kib"] / 1024
     return result
 
@@ -218,12 +217,10 @@ def quick_image(directory: Path) -> Path:
 def machine_info() -> str:
     import pyvips
 
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    sys.path.insert(0, str(ROOT))
+    from bench.machine import cpu_model
+
+    cpu = cpu_model()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (f"nproc {os.cpu_count()}, CPU {cpu}, Python {platform.python_version()}, "
             f"libvips {pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}, "

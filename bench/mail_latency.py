@@ -26,9 +26,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (DepthSampler, Gunicorn, Report, header, parser,  # noqa: E402
-                          percentile, sign_up, start_stack, stop_stack, timed_sink)
-from tests.stack import wait_until  # noqa: E402
+from bench.measure import DepthSampler  # noqa: E402
+from bench.report import Report, header, parser, percentile  # noqa: E402
+from bench.sinks import timed_sink  # noqa: E402
+from bench.stacks import start_stack, stop_stack  # noqa: E402
+from bench.web import Gunicorn, sign_up  # noqa: E402
+from tests.harness.wait import wait_until  # noqa: E402
 from webapp.broker import queue_depth  # noqa: E402
 
 

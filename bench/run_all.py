@@ -24,7 +24,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 
-from bench.common import PYTHON, machine_info  # noqa: E402
+from bench.machine import machine_info  # noqa: E402
+from tests.harness.paths import PYTHON  # noqa: E402
 
 #: (name, script, takes --db) in run order; a missing script is reported, not run.
 SCRIPTS = [
@@ -33,6 +34,7 @@ SCRIPTS = [
     ("task_throughput", "task_throughput.py", True),
     ("upload_time", "upload_time.py", True),
     ("images", "images.py", False),
+    ("store_upload", "store_upload.py", False),
 ]
 TITLES = {
     "signup_latency": "1. Sign-up latency: POST /register vs the synchronous tutorial view",
@@ -40,6 +42,7 @@ TITLES = {
     "task_throughput": "3. Task throughput through one worker",
     "images": "4. Image pipeline (bench/images.py, see bench/IMAGES.md)",
     "upload_time": "5. Upload POST time for a 7 MB photo",
+    "store_upload": "6. Upload POST and image pipeline on the S3 store vs the local folder",
 }
 MARKER = "<!-- Hand-written below this line: run_all.py keeps it. -->"
 TIMEOUT = 240  # seconds per script

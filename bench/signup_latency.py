@@ -21,8 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (Gunicorn, Report, group_cpu, header, median, parser,  # noqa: E402
-                          percentile, self_cpu, sign_up, slow_sink, start_stack, stop_stack)
+from bench.measure import self_cpu, tree_cpu  # noqa: E402
+from bench.report import Report, header, median, parser, percentile  # noqa: E402
+from bench.sinks import slow_sink  # noqa: E402
+from bench.stacks import start_stack, stop_stack  # noqa: E402
+from bench.web import Gunicorn, sign_up  # noqa: E402
 
 LEVELS = (1, 10, 20)
 
@@ -109,8 +112,8 @@ def main() -> int:
     sync_n = {1: 1, 10: 10, 20: 20} if args.quick else {1: 5, 10: 20, 20: 40}
 
     stack = start_stack(args.db)
-    smtp_ctl, smtp, smtp_port = slow_sink(1.0)
-    env = {**stack.env, "MAIL_PORT": str(smtp_port)}
+    slow_smtp = slow_sink(1.0)
+    env = {**stack.env, "MAIL_PORT": str(slow_smtp.port)}
     servers: list[Gunicorn] = []
     try:
         onboard = Gunicorn("wsgi:app", env, stack.tmp / "gunicorn-onboard.log")
@@ -139,11 +142,11 @@ def main() -> int:
 
         worker_pid = stack.workers[0].pid
         for clients in LEVELS:
-            cpu0 = (group_cpu(onboard.proc.pid), group_cpu(worker_pid), self_cpu())
+            cpu0 = (tree_cpu(onboard.proc.pid), tree_cpu(worker_pid), self_cpu())
             t0 = time.perf_counter()
             times, errors = run_level(onboard.url, "/register", clients, onboard_n[clients])
             wall = time.perf_counter() - t0
-            cpu1 = (group_cpu(onboard.proc.pid), group_cpu(worker_pid), self_cpu())
+            cpu1 = (tree_cpu(onboard.proc.pid), tree_cpu(worker_pid), self_cpu())
             stimes, serrors = run_level(sync.url, "/sync/register", clients, sync_n[clients])
             p50, p99 = percentile(times, 50) * 1000, percentile(times, 99) * 1000
             s50, s99 = percentile(stimes, 50) * 1000, percentile(stimes, 99) * 1000
@@ -176,7 +179,7 @@ def main() -> int:
     finally:
         for server in servers:
             server.stop()
-        smtp_ctl.stop()
+        slow_smtp.stop()
         stop_stack(stack)
     report.emit()
     return 0

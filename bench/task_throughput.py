@@ -28,7 +28,6 @@ Run: ``python bench/task_throughput.py [--quick] [--db sqlite|postgresql]``.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 import uuid
@@ -36,9 +35,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (CELERY, ROOT, Report, group_cpu, header, parser,  # noqa: E402
-                          start_stack, start_worker, stop_stack)
-from tests.stack import Stack, free_port, wait_until  # noqa: E402
+from bench.measure import tree_cpu  # noqa: E402
+from bench.report import Report, header, parser  # noqa: E402
+from bench.stacks import start_stack, stop_stack  # noqa: E402
+from tests.harness.paths import CELERY, ROOT  # noqa: E402
+from tests.harness.procs import Proc  # noqa: E402
+from tests.harness.stack import Stack  # noqa: E402
+from tests.harness.wait import free_port, wait_until  # noqa: E402
 from webapp.broker import queue_depth  # noqa: E402
 
 NOOP = "bench.bench_tasks.noop"
@@ -200,7 +203,7 @@ def raw_kombu(broker_url: str, n: int) -> dict[str, float]:
     return out
 
 
-def start_flower(stack: Stack) -> subprocess.Popen[bytes]:
+def start_flower(stack: Stack) -> Proc:
     """``celery -A celery_app flower`` on a free port; waits for its HTTP answer and
     a moment more, so its ``enable_events`` broadcast has reached the worker."""
     import requests
@@ -209,12 +212,10 @@ def start_flower(stack: Stack) -> subprocess.Popen[bytes]:
     cmd = [CELERY, "-A", "celery_app", "flower", f"--port={port}", "--address=127.0.0.1"]
     if (ROOT / "flowerconfig.py").exists():
         cmd.append("--conf=flowerconfig.py")
-    log = open(stack.tmp / "flower.log", "ab")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=stack.env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = Proc(cmd, stack.tmp / "flower.log", stack.env)
 
     def up() -> bool:
-        if proc.poll() is not None:
+        if not proc.alive():
             return True
         try:
             return requests.get(f"http://127.0.0.1:{port}/", timeout=2).status_code < 500
@@ -222,8 +223,7 @@ def start_flower(stack: Stack) -> subprocess.Popen[bytes]:
             return False
 
     wait_until(up, 60, interval=0.3, what="flower")
-    if proc.poll() is not None:
-        raise RuntimeError(f"flower exited: see {log.name}")
+    proc.check_alive("flower")
     time.sleep(3)
     return proc
 
@@ -246,9 +246,10 @@ def main() -> int:
                 keep_results: bool, flower: bool = False, pool: str = "prefork",
                 concurrency: int = 2) -> None:
         env = {"BENCH_CELERY_OVERRIDES": json.dumps(overrides)}
-        proc, node = start_worker(stack, queues="bench_idle", app=app, include="bench.bench_tasks",
+        proc = stack.start_worker(queues="bench_idle", app=app, include="bench.bench_tasks",
                                   events=events, extra_env=env, pool=pool,
-                                  concurrency=concurrency)
+                                  concurrency=concurrency, loglevel="WARNING", prefix="bench")
+        node = proc.node
         fl = start_flower(stack) if flower else None
         limit = 30.0 if pool == "threads" else 60.0  # seconds before a run counts as hung
         try:
@@ -257,15 +258,14 @@ def main() -> int:
             run_mail(stack, node, 4, keep_results, limit)
             # Worker CPU per task (all pool processes) is steadier than the rate on a
             # shared machine: other jobs take wall time, not this worker's CPU.
-            cpu0 = group_cpu(proc.pid)
+            cpu0 = tree_cpu(proc.pid)
             noop, pub = run_noop(stack, node, n_noop, limit)
-            cpu1 = group_cpu(proc.pid)
+            cpu1 = tree_cpu(proc.pid)
             mail = run_mail(stack, node, n_mail, keep_results, limit)
-            cpu2 = group_cpu(proc.pid)
+            cpu2 = tree_cpu(proc.pid)
         finally:
             if fl is not None:
-                fl.terminate()
-                fl.wait(20)
+                fl.stop()
             stack.stop_worker(proc)
         rates[label] = {"noop": noop, "mail": mail, "noop_cpu": (cpu1 - cpu0) * 1000 / n_noop,
                         "mail_cpu": (cpu2 - cpu1) * 1000 / n_mail}

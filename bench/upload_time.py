@@ -25,9 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (PASSWORD, Gunicorn, Report, csrf_from, header, parser,  # noqa: E402
-                          percentile, start_stack, stop_stack)
-from tests.stack import Stack  # noqa: E402
+from bench.report import Report, header, parser, percentile  # noqa: E402
+from bench.stacks import start_stack, stop_stack  # noqa: E402
+from bench.web import PASSWORD, Gunicorn, csrf_from  # noqa: E402
+from tests.harness.stack import Stack  # noqa: E402
 
 TARGET_BYTES = 7 * 1000 * 1000
 

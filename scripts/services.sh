@@ -11,6 +11,11 @@ wait_port() {  # port, name, seconds
   for _ in $(seq 1 "$3"); do port_open "$1" && return 0; sleep 1; done
   echo "!! $2 did not open port $1 within $3 s" >&2; return 1
 }
+rabbit_vhosts_work() {  # create and delete a probe vhost within 30 s
+  local probe="onboard_probe_$$"
+  $SUDO timeout 30 rabbitmqctl -q add_vhost "$probe" >/dev/null 2>&1 \
+    && $SUDO timeout 30 rabbitmqctl -q delete_vhost "$probe" >/dev/null 2>&1
+}
 apt_install() {
   if [ -z "$APT_UPDATED" ]; then $SUDO apt-get update -qq; APT_UPDATED=1; fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
@@ -25,6 +30,18 @@ for svc in "$@"; do
         $SUDO rabbitmq-server -detached || true
         wait_port 5672 RabbitMQ 90
         $SUDO rabbitmqctl -q await_startup >/dev/null 2>&1 || true
+      fi
+      # An open port is not enough: the tests create a virtual host per stack. A
+      # node whose vhost operations hang (seen after many parallel test runs)
+      # is restarted once.
+      if ! rabbit_vhosts_work; then
+        echo "==> RabbitMQ answers on 5672 but cannot create a virtual host: restarting it"
+        $SUDO timeout 60 rabbitmqctl stop >/dev/null 2>&1 || $SUDO pkill -9 -u rabbitmq beam.smp || true
+        sleep 2
+        $SUDO rabbitmq-server -detached || true
+        wait_port 5672 RabbitMQ 90
+        $SUDO rabbitmqctl -q await_startup >/dev/null 2>&1 || true
+        rabbit_vhosts_work || { echo "!! RabbitMQ still cannot create a virtual host" >&2; exit 1; }
       fi
       echo "ok: RabbitMQ on 127.0.0.1:5672" ;;
     rabbitmq-management)

@@ -8,14 +8,15 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from tests.conftest import confirm_link, csrf_from, link_from, new_email, register
-from tests.stack import Stack, text_body
+from tests.harness.fastapp import app_scope
+from tests.harness.forms import (PASSWORD, confirm_link, csrf_from, link_from,  # noqa: F401
+                                 new_email, post_form, register)
+from tests.harness.mail import text_body
+from tests.harness.stack import Stack
 from webapp import config as config_module
 from webapp import create_app
-from webapp.extensions import db, limiter
+from webapp.extensions import db
 from webapp.models import OutboxMessage, User
-
-PASSWORD = "correct horse battery"
 
 
 def verified_user(stack: Stack, prefix: str = "acct", client: Any = None) -> str:
@@ -31,7 +32,7 @@ def verified_user(stack: Stack, prefix: str = "acct", client: Any = None) -> str
 def mail_with_subject(stack: Stack, address: str, subject: str, count: int = 1,
                       timeout: float = 30.0) -> list[Any]:
     """Wait for ``count`` mails to ``address`` with ``subject``; returns them."""
-    from tests.stack import wait_until
+    from tests.harness.wait import wait_until
 
     return wait_until(lambda: (m := [x for x in stack.smtp.to(address) if x["Subject"] == subject])
                       and len(m) >= count and m, timeout, what=f"{count}× {subject!r} to {address}")
@@ -63,36 +64,22 @@ def get_user(stack: Stack, **where: Any) -> User | None:
         return user
 
 
-def post_form(client: Any, path: str, data: dict[str, str], page: str | None = None, **kw: Any) -> Any:
-    """GET ``page`` (default ``path``) for a CSRF token, then POST ``data``."""
-    token = csrf_from(client.get(page or path).data)
-    return client.post(path, data={"csrf_token": token, **data}, **kw)
-
-
 @contextmanager
 def own_app(stack: Stack, **overrides: Any) -> Iterator[Any]:
     """A second Flask app on ``stack``'s database, broker and SMTP sink, with
     ``overrides`` (e.g. rate limits or the captcha on).
 
-    Flask-Limiter keeps its state on the one module-level ``limiter``; the state
-    is restored afterwards so the shared stacks' apps are as before.
+    Flask-Limiter's module-level state and Celery's default app are restored
+    afterwards (:func:`tests.harness.fastapp.app_scope`) so the shared stacks'
+    apps are as before.
     """
-    saved = dict(limiter.__dict__)
-    # init_app keeps some settings from the first app it saw ("x = x or config");
-    # clear them so this app's config counts.
-    limiter._key_prefix = ""
-    limiter._headers_enabled = None
-    limiter._strategy = None
-    limiter._retry_after = None
-    app = create_app({**config_module.from_env(stack.env), "TESTING": True, **overrides})
-    try:
-        yield app
-    finally:
-        with app.app_context():
-            db.engine.dispose()
-        limiter.__dict__.clear()
-        limiter.__dict__.update(saved)
-        stack.celery.set_default()
+    with app_scope():
+        app = create_app({**config_module.from_env(stack.env), "TESTING": True, **overrides})
+        try:
+            yield app
+        finally:
+            with app.app_context():
+                db.engine.dispose()
 
 
 def wait_idle(stack: Stack, timeout: float = 30.0) -> None:
@@ -101,7 +88,7 @@ def wait_idle(stack: Stack, timeout: float = 30.0) -> None:
     seen twice in a row (a task may publish another, e.g. the send of its row)."""
     from kombu import Connection
 
-    from tests.stack import wait_until
+    from tests.harness.wait import wait_until
 
     def idle() -> bool:
         with Connection(stack.broker_url) as conn:

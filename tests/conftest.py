@@ -1,32 +1,116 @@
-"""Fixtures over real parts (see ``tests/stack.py``).
+"""Fixtures. The parts themselves live in :mod:`tests.harness`.
 
-``stack`` is parametrized over SQLite and PostgreSQL: each backend gets one
-stack per session (vhost, SMTP sink, database, worker). Tests keep out of each
-other's way by using fresh e-mail addresses (:func:`new_email`), not by wiping
-tables.
+* ``app`` / ``client`` / ``runner`` / ``make_app``: the fast app (no broker, no
+  worker, SQLite built by the migrations) for pure web behaviour;
+* ``stack`` (parametrized over SQLite and PostgreSQL) and ``sqlite_stack``: the
+  real stack, one per backend per session (vhost, SMTP sink, database, worker).
+
+Tests keep out of each other's way by using fresh e-mail addresses
+(:func:`new_email`), not by wiping tables.
 """
 from __future__ import annotations
 
-import re
+import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.stack import Stack
+from tests.harness.fastapp import fast_app, migrate_sqlite
+# Re-exported: test modules import these helpers from here.
+from tests.harness.forms import (confirm_link, csrf_from, link_from, login,  # noqa: F401
+                                 new_email, register)
+from tests.harness.seaweed import SeaweedS3
+from tests.harness.stack import Stack
 
 _STACKS: dict[str, Stack] = {}
 
 
+# --- the fast app ----------------------------------------------------------------------
+
+
 @pytest.fixture(scope="session")
-def stack_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """Returns ``get(backend)``: the session's shared stack for ``"sqlite"`` or
-    ``"postgresql"``, started on first use and stopped at session end."""
+def app_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per session; each fast app copies it."""
+    return migrate_sqlite(tmp_path_factory.mktemp("fastapp") / "template.db")
+
+
+@pytest.fixture
+def make_app(app_template: Path, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``make_app(**overrides)``: a fast app with these settings (e.g.
+    ``RATELIMIT_ENABLED=True``), on its own copy of the database; closed after
+    the test."""
+    with ExitStack() as stack:
+        made = 0
+
+        def make(**overrides: Any) -> Any:
+            nonlocal made
+            made += 1
+            return stack.enter_context(fast_app(tmp_path / f"app{made}", app_template,
+                                                **overrides))
+
+        yield make
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Any]) -> Any:
+    """The fast app with the unit-test settings (limits and captcha off)."""
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    """A test client of the fast app."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Any) -> Any:
+    """A CLI runner of the fast app (``runner.invoke(args=[...])``)."""
+    return app.test_cli_runner()
+
+
+# --- the real stack --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """The session's SeaweedFS (a real S3 store), started on first use.
+
+    The standard AWS variables pointing at it are put in ``os.environ`` for the
+    session: boto3 reads them there, in the test process as in the workers."""
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweed")).start()
+    saved = {k: os.environ.get(k) for k in server.env() if k.startswith("AWS_")}
+    os.environ.update({k: v for k, v in server.env().items() if k.startswith("AWS_")})
+    yield server
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack_factory(request: pytest.FixtureRequest,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Stack]]:
+    """Returns ``get(backend)``: the session's shared stack for ``"sqlite"``,
+    ``"postgresql"`` or ``"postgresql-s3"`` (PostgreSQL with its files on the
+    SeaweedFS S3 store, under a prefix of its own), started on first use and
+    stopped at session end."""
 
     def get(backend: str) -> Stack:
         if backend not in _STACKS:
-            _STACKS[backend] = Stack(backend, tmp_path_factory.mktemp(backend)).start()
+            db_backend, _, store = backend.partition("-")
+            env = {}
+            if store == "s3":
+                server: SeaweedS3 = request.getfixturevalue("seaweed")
+                env = server.env(prefix=uuid.uuid4().hex[:8])
+            _STACKS[backend] = Stack(db_backend, tmp_path_factory.mktemp(backend),
+                                     env_overrides=env).start()
         return _STACKS[backend]
 
     yield get
@@ -36,72 +120,19 @@ def stack_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def stack(request: pytest.FixtureRequest, stack_factory) -> Stack:  # type: ignore[no-untyped-def]
+def stack(request: pytest.FixtureRequest, stack_factory: Callable[[str], Stack]) -> Stack:
     """The shared stack, once per database backend."""
     return stack_factory(request.param)
 
 
 @pytest.fixture(scope="session")
-def sqlite_stack(stack_factory) -> Stack:  # type: ignore[no-untyped-def]
+def sqlite_stack(stack_factory: Callable[[str], Stack]) -> Stack:
     """The shared SQLite stack, for tests that need one backend only."""
     return stack_factory("sqlite")
 
 
-@pytest.fixture
-def client(stack: Stack):  # type: ignore[no-untyped-def]
-    return stack.client()
-
-
-def new_email(prefix: str = "user") -> str:
-    """A fresh address at example.com (email-validator refuses .test/.localhost)."""
-    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
-
-
-CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
-
-
-def csrf_from(html: str | bytes) -> str:
-    """The first CSRF token in a page."""
-    text = html.decode() if isinstance(html, bytes) else html
-    m = CSRF_RE.search(text)
-    assert m, "no csrf_token in page"
-    return m.group(1) or m.group(2)
-
-
-def link_from(text: str, path: str = "/verify/") -> str:
-    """The first URL in ``text`` containing ``path``."""
-    m = re.search(r"https?://[^\s\"<>]+" + re.escape(path) + r"[^\s\"<>]+", text)
-    assert m, f"no link with {path} in mail"
-    return m.group(0)
-
-
-def confirm_link(client, link: str):  # type: ignore[no-untyped-def]
-    """Follow a mailed verification link as a person does: GET the page (which
-    changes nothing), then press its confirm button (a POST with the page's CSRF
-    token). Returns the POST's response."""
-    from urllib.parse import urlsplit
-
-    path = urlsplit(link).path
-    page = client.get(path)
-    assert page.status_code == 200, page.status_code
-    return client.post(path, data={"csrf_token": csrf_from(page.data)})
-
-
-def register(client, email: str, password: str = "correct horse battery",  # type: ignore[no-untyped-def]
-             confirm: str | None = None, **extra: str):
-    """GET the form for its CSRF token, then POST a sign-up; returns the response."""
-    token = csrf_from(client.get("/register").data)
-    data = {"email": email, "password": password,
-            "password_confirm": password if confirm is None else confirm,
-            "csrf_token": token, **extra}
-    return client.post("/register", data=data)
-
-
-def login(client, email: str, password: str = "correct horse battery"):  # type: ignore[no-untyped-def]
-    token = csrf_from(client.get("/login").data)
-    return client.post("/login", data={"email": email, "password": password, "csrf_token": token})
-
-
 @pytest.fixture(scope="session")
 def root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    from tests.harness.paths import ROOT
+
+    return ROOT

@@ -11,7 +11,8 @@ from sqlalchemy import select, update
 from tests.account_helpers import (PASSWORD, age_mails, code_from, get_user, mail_with_subject,
                                    outbox_count, post_form, verified_user, wait_idle)
 from tests.conftest import csrf_from, link_from, login, new_email
-from tests.stack import Stack, text_body
+from tests.harness.mail import text_body
+from tests.harness.stack import Stack
 from webapp.extensions import db
 from webapp.models import EmailChangeRequest, OutboxMessage, User, utcnow
 

@@ -14,7 +14,8 @@ import requests
 from tests.account_helpers import (PASSWORD, code_from, mail_with_subject, outbox_count,
                                    verified_user, wait_idle)
 from tests.conftest import csrf_from, new_email
-from tests.stack import Stack, serve_http
+from tests.harness.browser import serve_http
+from tests.harness.stack import Stack
 
 CODE_SUBJECT = "Your Onboard confirmation code"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ["signup_latency", "mail_latency", "task_throughput", "upload_time"]
+SCRIPTS = ["signup_latency", "mail_latency", "task_throughput", "upload_time", "store_upload"]
 
 
 def run_quick(name: str) -> tuple[dict, str]:

@@ -12,7 +12,9 @@ from sqlalchemy import select
 from tests.account_helpers import PASSWORD, post_form
 from tests.bounce_samples import dsn
 from tests.conftest import confirm_link, csrf_from, link_from, login, new_email, register
-from tests.stack import Stack, text_body, wait_until
+from tests.harness.mail import text_body
+from tests.harness.stack import Stack
+from tests.harness.wait import wait_until
 from webapp.bounces import services as bounces
 from webapp.extensions import db
 from webapp.models import MailBounce, OutboxMessage, User

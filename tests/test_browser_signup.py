@@ -11,7 +11,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import link_from, new_email
-from tests.stack import Stack, launch_chromium, serve_http, text_body
+from tests.harness.browser import launch_chromium, serve_http
+from tests.harness.mail import text_body
+from tests.harness.stack import Stack
 
 pytestmark = pytest.mark.browser
 

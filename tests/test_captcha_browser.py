@@ -10,7 +10,9 @@ import pytest
 
 from tests.account_helpers import PASSWORD, own_app
 from tests.conftest import new_email
-from tests.stack import Stack, launch_chromium, serve_http, wait_until
+from tests.harness.browser import launch_chromium, serve_http
+from tests.harness.stack import Stack
+from tests.harness.wait import wait_until
 
 pytestmark = pytest.mark.browser
 

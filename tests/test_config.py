@@ -69,7 +69,7 @@ def test_path_defaults_follow_the_given_instance_dir(tmp_path: Path) -> None:
     cfg = from_env({"INSTANCE_DIR": str(tmp_path)})
     paths = {"SQLALCHEMY_DATABASE_URI": cfg["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///"),
              "DEV_MAILDIR": cfg["DEV_MAILDIR"], "MEDIA_ROOT": cfg["MEDIA_ROOT"],
-             "BACKUP_DIR": cfg["BACKUP_DIR"],
+             "STORAGE_URL": cfg["STORAGE_URL"].removeprefix("file://"),
              "beat_schedule_filename": cfg["CELERY"]["beat_schedule_filename"]}
     outside = {k: v for k, v in paths.items() if Path(v).parent != tmp_path}
     assert not outside, f"not under INSTANCE_DIR={tmp_path}: {outside}"

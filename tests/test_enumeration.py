@@ -11,7 +11,8 @@ from sqlalchemy import event, select
 from tests.account_helpers import (mail_with_subject, outbox_count, own_app,
                                    verified_user, wait_idle)
 from tests.conftest import csrf_from, new_email, register
-from tests.stack import Stack, free_port
+from tests.harness.stack import Stack
+from tests.harness.wait import free_port
 from webapp import config as config_module
 from webapp.extensions import db
 from webapp.models import OutboxMessage

@@ -1,11 +1,11 @@
-"""Log-in redirects and log-out, over the real app and database."""
+"""Log-in redirects and log-out: pure web behaviour, on the fast app (its
+database built by the real migrations)."""
 from __future__ import annotations
 
 import pytest
 
-from tests.account_helpers import PASSWORD, verified_user
-from tests.conftest import csrf_from
-from tests.stack import Stack
+from tests.harness.fastapp import add_verified_user
+from tests.harness.forms import PASSWORD, csrf_from, new_email
 from webapp.auth.redirects import local_path
 
 # Targets that leave the site to a browser: a tab/LF/CR is removed by browsers
@@ -45,11 +45,11 @@ def _login(client, email: str, query: str):  # type: ignore[no-untyped-def]
     "?next=https://evil.example", "?next=https:evil.example", "?next=javascript:alert(1)",
     "?next=/%0D%0ASet-Cookie:%20x=1",
 ])
-def test_login_never_redirects_off_site_nor_fails(sqlite_stack: Stack, query: str) -> None:
+def test_login_never_redirects_off_site_nor_fails(app, client, query: str) -> None:  # type: ignore[no-untyped-def]
     """Every bad ``next`` logs in and lands on a local page: never a 500, never
     a ``Location`` another host could be read from, never a header line break."""
-    email = verified_user(sqlite_stack, "next")
-    client = sqlite_stack.client()
+    email = new_email("next")
+    add_verified_user(app, email, PASSWORD)
     resp = _login(client, email, query)
     assert resp.status_code == 303, resp.data[:500]
     location = resp.headers["Location"]
@@ -59,23 +59,23 @@ def test_login_never_redirects_off_site_nor_fails(sqlite_stack: Stack, query: st
     assert client.get("/account").status_code == 200
 
 
-def test_login_follows_a_local_next(sqlite_stack: Stack) -> None:
-    email = verified_user(sqlite_stack, "nextok")
-    client = sqlite_stack.client()
+def test_login_follows_a_local_next(app, client) -> None:  # type: ignore[no-untyped-def]
+    email = new_email("nextok")
+    add_verified_user(app, email, PASSWORD)
     resp = client.get("/account")
     assert resp.status_code == 302 and "next=" in resp.headers["Location"]
     resp = _login(client, email, "?next=/account")
     assert resp.status_code == 303 and resp.headers["Location"] == "/account"
 
 
-def test_logout_ends_a_copied_session(stack: Stack) -> None:
-    email = verified_user(stack, "logout")
-    client = stack.client()
+def test_logout_ends_a_copied_session(app, client) -> None:  # type: ignore[no-untyped-def]
+    email = new_email("logout")
+    add_verified_user(app, email, PASSWORD)
     assert _login(client, email, "").status_code == 303
     assert client.get("/account").status_code == 200
     with client.session_transaction() as sess:
         saved = dict(sess)  # a copy of the cookie, taken before log-out
-    other = stack.client()  # another device, logged in too
+    other = app.test_client()  # another device, logged in too
     assert _login(other, email, "").status_code == 303
 
     token = csrf_from(client.get("/").data)
@@ -87,6 +87,6 @@ def test_logout_ends_a_copied_session(stack: Stack) -> None:
     resp = client.get("/account")
     assert resp.status_code == 302 and "/login" in resp.headers["Location"]
     assert other.get("/account").status_code == 302  # log-out ends every session
-    fresh = stack.client()
+    fresh = app.test_client()
     assert _login(fresh, email, "").status_code == 303  # logging in again works
     assert fresh.get("/account").status_code == 200

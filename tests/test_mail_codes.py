@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from tests.account_helpers import PASSWORD, code_from, mail_with_subject, post_form
 from tests.conftest import csrf_from, login, new_email, register
-from tests.stack import Stack, serve_http
+from tests.harness.browser import serve_http
+from tests.harness.stack import Stack
 from tests.test_account_races import at_once
 from webapp.extensions import db
 from webapp.models import AccountCode, User

@@ -21,7 +21,9 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import event, select, update
 
 from tests.conftest import new_email, register
-from tests.stack import SinkHandler, Stack, free_port, wait_until
+from tests.harness.mail import SinkHandler
+from tests.harness.stack import Stack
+from tests.harness.wait import free_port, wait_until
 from webapp import outbox
 from webapp.extensions import db
 from webapp.models import OutboxMessage, utcnow

@@ -18,7 +18,9 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.conftest import confirm_link, link_from, register
-from tests.stack import SinkHandler, Stack, free_port, text_body, wait_until
+from tests.harness.mail import SinkHandler, text_body
+from tests.harness.stack import Stack
+from tests.harness.wait import free_port, wait_until
 from webapp.extensions import db
 from webapp.models import OutboxMessage, User
 

@@ -21,7 +21,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.conftest import new_email, register
-from tests.stack import SinkHandler, Stack, free_port, text_body, wait_until
+from tests.harness.mail import SinkHandler, text_body
+from tests.harness.stack import Stack
+from tests.harness.wait import free_port, wait_until
 from webapp import create_app
 from webapp.config import from_env
 from webapp.extensions import db

@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from tests.account_helpers import PASSWORD, mail_with_subject, post_form
 from tests.conftest import link_from, login, new_email, register
-from tests.stack import Stack, text_body
+from tests.harness.mail import text_body
+from tests.harness.stack import Stack
 # The live server and Chromium fixtures of the sign-up browser test.
 from tests.test_browser_signup import browser, live_url  # noqa: F401
 from webapp.extensions import db

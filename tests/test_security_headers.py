@@ -1,13 +1,12 @@
 """Security headers on every page, cookie flags from BASE_URL, and templates
-that a CSP without inline script can serve."""
+that a CSP without inline script can serve (pure web behaviour: the fast app)."""
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from tests.account_helpers import own_app, verified_user
-from tests.conftest import login
-from tests.stack import Stack
+from tests.harness.fastapp import add_verified_user
+from tests.harness.forms import PASSWORD, login, new_email
 from webapp import config as config_module
 from webapp.security import CSP
 
@@ -24,9 +23,9 @@ def assert_headers(resp) -> None:  # type: ignore[no-untyped-def]
     assert resp.headers["Referrer-Policy"] == "same-origin"
 
 
-def test_headers_on_every_kind_of_page(stack: Stack) -> None:
-    client = stack.client()
-    email = verified_user(stack, "hdr")
+def test_headers_on_every_kind_of_page(app, client) -> None:  # type: ignore[no-untyped-def]
+    email = new_email("hdr")
+    add_verified_user(app, email, PASSWORD)
     pages = ["/", "/register", "/login", "/password/forgot", "/password/reset/forged",
              "/verify/forged", "/no-such-page", "/static/site.css"]
     for path in pages:
@@ -39,22 +38,21 @@ def test_headers_on_every_kind_of_page(stack: Stack) -> None:
     assert "Strict-Transport-Security" not in client.get("/").headers  # http BASE_URL
 
 
-def test_cookie_flags_follow_base_url(stack: Stack) -> None:
+def test_cookie_flags_follow_base_url(client, make_app) -> None:  # type: ignore[no-untyped-def]
     # http (dev): HttpOnly and SameSite=Lax, not Secure (the browser would drop it).
-    cookie = stack.client().get("/login").headers["Set-Cookie"]
+    cookie = client.get("/login").headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
     # https: the config itself turns Secure on (no override in the test).
 
-    settings = config_module.from_env({**stack.env, "BASE_URL": "https://onboard.example.com"})
+    settings = config_module.from_env({"BASE_URL": "https://onboard.example.com"})
     assert settings["SESSION_COOKIE_SECURE"] and settings["REMEMBER_COOKIE_SECURE"]
-    with own_app(stack, **{k: settings[k] for k in ("BASE_URL", "SESSION_COOKIE_SECURE",
-                                                    "REMEMBER_COOKIE_SECURE")}) as app:
-        client = app.test_client()
-        resp = client.get("/login", base_url="https://onboard.example.com")
-        cookie = resp.headers["Set-Cookie"]
-        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
-        assert resp.headers["Strict-Transport-Security"].startswith("max-age=31536000")
-        assert_headers(resp)
+    app = make_app(**{k: settings[k] for k in ("BASE_URL", "SESSION_COOKIE_SECURE",
+                                               "REMEMBER_COOKIE_SECURE")})
+    resp = app.test_client().get("/login", base_url="https://onboard.example.com")
+    cookie = resp.headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert resp.headers["Strict-Transport-Security"].startswith("max-age=31536000")
+    assert_headers(resp)
 
 
 def test_page_templates_have_no_inline_script_or_style() -> None:

@@ -1,4 +1,5 @@
-"""Sign-up → mail → verify → log in, over a real worker, RabbitMQ, SMTP and DB."""
+"""Sign-up → mail → verify → log in, over a real worker, RabbitMQ, SMTP and DB;
+the form's own answers (bad input, wrong password) on the fast app."""
 from __future__ import annotations
 
 from urllib.parse import urlsplit
@@ -6,13 +7,14 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select
 
 from tests.conftest import confirm_link, csrf_from, link_from, login, new_email, register
-from tests.stack import Stack, html_body, text_body
+from tests.harness.mail import html_body, text_body
+from tests.harness.stack import Stack
 from webapp.extensions import db
 from webapp.models import OutboxMessage, User
 
 
-def count_users(stack: Stack, email: str) -> int:
-    with stack.app.app_context():
+def count_users(app, email: str) -> int:  # type: ignore[no-untyped-def]
+    with app.app_context():
         return db.session.scalar(select(func.count()).select_from(User).where(User.email == email))
 
 
@@ -108,8 +110,7 @@ def test_resend_same_answer_for_unknown_address(stack: Stack) -> None:
     assert stack.smtp.to(unknown_addr) == []
 
 
-def test_bad_input_rerenders_and_writes_nothing(stack: Stack) -> None:
-    client = stack.client()
+def test_bad_input_rerenders_and_writes_nothing(app, client) -> None:  # type: ignore[no-untyped-def]
     cases = [
         ({"email": ""}, b"Enter your e-mail address."),
         ({"email": "not-an-address"}, b"An email address must have an @-sign"),
@@ -126,29 +127,28 @@ def test_bad_input_rerenders_and_writes_nothing(stack: Stack) -> None:
         assert resp.status_code == 400, change
         assert message in resp.data, (change, resp.data[:2000])
         assert b'<form method="post" action="/register"' in resp.data
-        assert count_users(stack, email) == 0
+        assert count_users(app, email) == 0
 
     # Missing CSRF token.
     email = new_email("nocsrf")
     resp = client.post("/register", data={"email": email, "password": "correct horse battery",
                                           "password_confirm": "correct horse battery"})
     assert resp.status_code == 400 and b"form has expired" in resp.data
-    assert count_users(stack, email) == 0
+    assert count_users(app, email) == 0
 
     # Duplicate address: re-rendered with a message, still one user, one mail.
     email = new_email("dup")
     assert register(client, email).status_code == 303
     resp = register(client, email.replace("dup", "DUP"))
     assert resp.status_code == 400 and b"exists already" in resp.data
-    assert count_users(stack, email) == 1
-    with stack.app.app_context():
+    assert count_users(app, email) == 1
+    with app.app_context():
         n = db.session.scalar(select(func.count()).select_from(OutboxMessage)
                               .where(OutboxMessage.to_address == email))
     assert n == 1
 
 
-def test_wrong_password_and_unknown_address_same_answer(stack: Stack) -> None:
-    client = stack.client()
+def test_wrong_password_and_unknown_address_same_answer(client) -> None:  # type: ignore[no-untyped-def]
     email = new_email("pw")
     register(client, email)
     wrong = login(client, email, "wrong password!")

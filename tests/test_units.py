@@ -25,14 +25,13 @@ def test_password_hash_is_argon2id_with_owasp_parameters() -> None:
 
 
 @pytest.fixture
-def app():  # type: ignore[no-untyped-def]
-    app = create_app(TEST_CONFIG)
+def app_ctx(app):  # type: ignore[no-untyped-def]
+    """The fast app (schema by the migrations) with its app context pushed."""
     with app.app_context():
-        db.create_all()  # unit tests only; real stacks use the migrations
         yield app
 
 
-def test_tokens_purpose_expiry_and_single_use(app) -> None:  # type: ignore[no-untyped-def]
+def test_tokens_purpose_expiry_and_single_use(app_ctx) -> None:  # type: ignore[no-untyped-def]
     t = tokens.make_token("verify", {"uid": 1, "jti": "j-1"})
     assert tokens.read_token("verify", t, 60)["uid"] == 1
     with pytest.raises(tokens.TokenError) as exc:

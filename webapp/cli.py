@@ -75,15 +75,17 @@ def register(app: Flask) -> None:
 
     @app.cli.command("backup")
     def backup_cmd() -> None:
-        """Back up the database now (today's dated file) and prune old backups.
+        """Back up the database into the store now (today's dated object) and
+        prune old backups; prints the object's key.
 
-        Exit status 1 when the backup cannot be made (pg_dump failed).
+        Exit status 1 when the backup cannot be made (pg_dump failed, store down).
         """
         from webapp.ops import backup
+        from webapp.storage import StoreUnavailable
 
         try:
-            click.echo(str(backup.backup_database()))
-        except backup.BackupError as exc:
+            click.echo(backup.backup_database())
+        except (backup.BackupError, StoreUnavailable) as exc:
             raise click.ClickException(str(exc)) from exc
 
     @app.cli.command("mail-failures")

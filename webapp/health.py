@@ -1,19 +1,20 @@
-"""``GET /healthz``: is the database, the broker and at least one worker there?
+"""``GET /healthz``: are the database, the broker, the store and at least one
+worker there?
 
 Answers ``{"status": "ok"|"degraded", "checks": {"database", "broker",
-"workers"}}`` with 200 or 503. Operators (a loopback client, or the
+"workers", "store"}}`` with 200 or 503. Operators (a loopback client, or the
 ``METRICS_TOKEN`` bearer when one is set: the rule of ``/metrics``) see each
 check as ``{"ok": bool, "detail": str}``; anyone else sees ``{"ok": bool}``
-only, since a failure's detail names database hosts, roles, vhosts and worker
-hostnames (OWASP Error Handling Cheat Sheet: no internals to the public).
+only, since a failure's detail names database hosts, roles, vhosts, buckets and
+worker hostnames (OWASP Error Handling Cheat Sheet: no internals to the public).
 
 Cost: the checks run at most once per ``HEALTH_CACHE_SECONDS`` (default 5 s) per
 process, one run at a time; every caller in between gets the cached answer, so
-a crowd of probes costs one database query, one broker connection and one
-worker ping per period. While a run is under way, callers get the previous
+a crowd of probes costs one database query, one broker connection, one
+store request (a HEAD on the bucket) and one worker ping per period. While a run is under way, callers get the previous
 answer at once instead of waiting for it (only the very first run is waited
 for). Each check has its own timeout (``HEALTH_TIMEOUT`` seconds) and the
-database check runs in parallel with the broker ones, so a run takes at most
+database and store checks run in parallel with the broker ones, so a run takes at most
 about ``2 * HEALTH_TIMEOUT`` + 1 s even when RabbitMQ or the database hangs;
 the worker ping returns as soon as the first worker answers. The worker ping is
 skipped when the broker is down. ``bench/healthz_load.py`` measures ``/login``
@@ -46,6 +47,15 @@ def check_database(app: Flask) -> str:
         finally:
             db.session.remove()
     return "SELECT 1 answered"
+
+
+def check_store(app: Flask) -> str:
+    """The store answers: a HEAD on the bucket, or the local folder is writable
+    (:meth:`webapp.storage.Store.check`); raises ``StoreUnavailable`` otherwise."""
+    from webapp.storage import get_store
+
+    with app.app_context():
+        return get_store().check()
 
 
 def check_broker(app: Flask, timeout: float) -> str:
@@ -88,19 +98,21 @@ def _result(future: Any, timeout: float) -> dict[str, Any]:
 
 
 def run_checks(app: Flask) -> Checks:
-    """Run the three checks with their timeouts; returns ``{name: {"ok", "detail"}}``."""
+    """Run the four checks with their timeouts; returns ``{name: {"ok", "detail"}}``."""
     timeout = app.config["HEALTH_TIMEOUT"]
-    pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="healthz")
+    pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="healthz")
     try:
         started = time.monotonic()
         database = pool.submit(check_database, app)
+        store = pool.submit(check_store, app)
         broker = _result(pool.submit(check_broker, app, timeout), timeout + 0.5)
         if broker["ok"]:
             workers = _result(pool.submit(check_workers, app, timeout), timeout + 0.5)
         else:
             workers = {"ok": False, "detail": "not checked: broker unreachable"}
         left = max(0.1, 2 * timeout + 1.0 - (time.monotonic() - started))
-        return {"database": _result(database, left), "broker": broker, "workers": workers}
+        return {"database": _result(database, left), "broker": broker, "workers": workers,
+                "store": _result(store, max(0.1, 2 * timeout + 1.0 - (time.monotonic() - started)))}
     finally:
         pool.shutdown(wait=False, cancel_futures=True)  # a hung check must not hold the answer
 

@@ -22,6 +22,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import and_, or_, select, update
 
+from webapp.bounces import services as bounces
 from webapp.extensions import db
 from webapp.models import OutboxMessage, utcnow
 from webapp.publisher import publish_after_commit
@@ -174,6 +175,11 @@ def relay_unpublished(older_than: float, limit: int = 500) -> int:
 def requeue(outbox_id: int) -> bool:
     """Clear a failed row's failure and publish it again (operator's retry).
 
+    The operator has decided the address is worth another try, so a hard bounce
+    that put it on the suppression list is lifted in the same transaction
+    (:func:`webapp.bounces.services.lift`); otherwise the retry would fail again
+    without talking to the mail server.
+
     Args:
         outbox_id: primary key of a failed :class:`OutboxMessage`.
 
@@ -188,6 +194,8 @@ def requeue(outbox_id: int) -> bool:
         .values(failed_at=None, claimed_at=None, published_at=None, publish_count=0)
         .execution_options(synchronize_session=False)
     ).rowcount
+    if changed == 1:
+        bounces.lift(db.session.get(OutboxMessage, outbox_id).to_address)
     db.session.commit()
     if changed != 1:
         return False

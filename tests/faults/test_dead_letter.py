@@ -14,8 +14,9 @@ from typing import Any
 from kombu import Connection
 
 from tests.conftest import new_email, register
-from tests.faults.conftest import Counts
-from tests.stack import Stack, wait_until
+from tests.harness.counts import Counts
+from tests.harness.stack import Stack
+from tests.harness.wait import wait_until
 from webapp.broker import queue_depth
 
 LIMIT = 2
@@ -54,7 +55,7 @@ def test_poison_message_is_dead_lettered_after_the_delivery_limit(tmp_path: Path
         assert queue_depth(stack.broker_url, "mail").messages == 0
 
         # The worker (its main process) survived and still sends mail.
-        assert worker.poll() is None
+        assert worker.alive()
         email = new_email("after-poison")
         assert register(stack.client(), email).status_code == 303
         stack.smtp.wait_for(email, timeout=30)

@@ -25,8 +25,11 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import new_email, register
-from tests.faults.conftest import Counts, FaultStack, RabbitNode, elapsed, message_ids
-from tests.stack import SMTPSink, wait_until
+from tests.harness.counts import Counts, elapsed, message_ids
+from tests.harness.mail import SMTPSink
+from tests.harness.rabbit import RabbitNode
+from tests.harness.stack import Stack
+from tests.harness.wait import wait_until
 from webapp import outbox
 from webapp.extensions import db
 from webapp.mail import message_id_for
@@ -38,7 +41,7 @@ SMTP_OUTAGE = float(os.environ.get("FAULT_SMTP_OUTAGE", "20"))
 KILLS = int(os.environ.get("FAULT_KILLS", "5"))
 
 
-def rows_for(stack: FaultStack, emails: list[str]) -> list[OutboxMessage]:
+def rows_for(stack: Stack, emails: list[str]) -> list[OutboxMessage]:
     """The outbox rows of these addresses, detached from the session."""
     with stack.app.app_context():
         rows = db.session.scalars(
@@ -48,12 +51,12 @@ def rows_for(stack: FaultStack, emails: list[str]) -> list[OutboxMessage]:
         return list(rows)
 
 
-def expected_ids(stack: FaultStack, emails: list[str]) -> set[str]:
+def expected_ids(stack: Stack, emails: list[str]) -> set[str]:
     with stack.app.app_context():
         return {message_id_for(row) for row in rows_for(stack, emails)}
 
 
-def wait_delivered(stack: FaultStack, expected: set[str], timeout: float) -> None:
+def wait_delivered(stack: Stack, expected: set[str], timeout: float) -> None:
     """Wait until every expected Message-ID reached the sink (or time out)."""
     try:
         wait_until(lambda: expected <= set(message_ids(stack)), timeout, interval=0.25,
@@ -62,7 +65,7 @@ def wait_delivered(stack: FaultStack, expected: set[str], timeout: float) -> Non
         pass  # the counts below say what is missing
 
 
-def signups(stack: FaultStack, n: int, prefix: str) -> tuple[list[str], list[float], int]:
+def signups(stack: Stack, n: int, prefix: str) -> tuple[list[str], list[float], int]:
     """``n`` sign-ups through the Flask test client; returns (emails, page
     seconds, pages answered 303)."""
     emails, times, answered = [], [], 0
@@ -80,7 +83,7 @@ def signups(stack: FaultStack, n: int, prefix: str) -> tuple[list[str], list[flo
 def test_signups_survive_broker_outage(fault_stack: Any, rabbit: RabbitNode) -> None:
     """100 sign-ups while RabbitMQ is stopped: every page answers 303 quickly and
     every mail arrives once the broker is back (relay by a real celery beat)."""
-    stack: FaultStack = fault_stack("sqlite")
+    stack: Stack = fault_stack("sqlite")
     stack.start_beat()
     warm, _, _ = signups(stack, 1, "warm")  # the pipeline works before the outage
     stack.smtp.wait_for(warm[0], timeout=30)
@@ -127,7 +130,7 @@ def _slow_rcpt(delay: float):  # type: ignore[no-untyped-def]
 def test_worker_sigkill_loses_no_mail(fault_stack: Any) -> None:
     """200 mails flow while the worker is SIGKILLed (whole process group) again
     and again: all 200 delivered, duplicates counted (goal ≤ 1)."""
-    stack: FaultStack = fault_stack("postgresql")
+    stack: Stack = fault_stack("postgresql")
     # Sessions spend ~0.3 s before DATA, ~ms from DATA to the sent_at commit:
     # a kill mostly lands before DATA (no mail), rarely in the commit window.
     stack.smtp.handler.handle_RCPT = _slow_rcpt(0.3)  # type: ignore[attr-defined]
@@ -177,7 +180,7 @@ def test_worker_sigkill_loses_no_mail(fault_stack: Any) -> None:
     assert undetected == []
 
 
-def _smtp_outage(stack: FaultStack, outage: float, n: int, env_note: dict[str, Any]) -> None:
+def _smtp_outage(stack: Stack, outage: float, n: int, env_note: dict[str, Any]) -> None:
     port = stack.smtp.port
     handler = stack.smtp.handler
     stack.smtp.stop()
@@ -209,7 +212,7 @@ def test_smtp_outage_all_delivered(fault_stack: Any) -> None:
     delivered, none failed, none twice."""
     env = {"MAIL_RETRY_BACKOFF_MAX": "2", "MAIL_MAX_RETRIES": "60"}
     assert retry_span(60, 2)[0] > SMTP_OUTAGE  # the retries outlast the outage
-    stack: FaultStack = fault_stack("sqlite", env=env)
+    stack: Stack = fault_stack("sqlite", env=env)
     _smtp_outage(stack, SMTP_OUTAGE, 20, {"backoff_max_s": 2})
 
 
@@ -218,14 +221,14 @@ def test_smtp_outage_two_minutes(fault_stack: Any) -> None:
     """The full scenario: SMTP down for 2 minutes, then back: all delivered."""
     env = {"MAIL_RETRY_BACKOFF_MAX": "10", "MAIL_MAX_RETRIES": "40"}
     assert retry_span(40, 10)[0] > 120
-    stack: FaultStack = fault_stack("postgresql", env=env)
+    stack: Stack = fault_stack("postgresql", env=env)
     _smtp_outage(stack, 120.0, 50, {"backoff_max_s": 10})
 
 
 def test_smtp_550_fails_once_and_is_listed(fault_stack: Any) -> None:
     """SMTP answers 550: the row fails after one attempt, is not retried, shows
     in ``flask mail-failures``; ``--retry ID`` sends it once SMTP accepts."""
-    stack: FaultStack = fault_stack("sqlite")
+    stack: Stack = fault_stack("sqlite")
     stack.smtp.handler.mode = "reject"
     emails, _, answered = signups(stack, 1, "reject")
 
@@ -260,7 +263,7 @@ def test_smtp_550_fails_once_and_is_listed(fault_stack: Any) -> None:
 def test_rolled_back_outbox_row_sends_nothing(fault_stack: Any) -> None:
     """A transaction that wrote a user and its outbox row, then rolled back,
     never produces a mail, even with the relay running."""
-    stack: FaultStack = fault_stack("postgresql")
+    stack: Stack = fault_stack("postgresql")
     stack.start_beat()
     doomed = new_email("rollback")
     with stack.app.app_context():

@@ -12,8 +12,10 @@ import psycopg
 from sqlalchemy import func, select, update
 
 from tests.conftest import new_email, register
-from tests.faults.conftest import Counts, FaultStack, RabbitNode, elapsed, message_ids
-from tests.stack import wait_until
+from tests.harness.counts import Counts, elapsed, message_ids
+from tests.harness.rabbit import RabbitNode
+from tests.harness.stack import Stack
+from tests.harness.wait import wait_until
 from webapp import outbox
 from webapp.extensions import db
 from webapp.mail import message_id_for
@@ -28,7 +30,7 @@ def test_signup_answers_when_broker_port_is_dead(fault_stack: Any) -> None:
     dead.bind(("127.0.0.1", 0))
     dead.listen(0)  # never accept(): connects hang in the backlog
     try:
-        stack: FaultStack = fault_stack(
+        stack: Stack = fault_stack(
             "sqlite", worker=False,
             env={"CELERY_BROKER_URL": f"amqp://guest:guest@127.0.0.1:{dead.getsockname()[1]}//",
                  "CELERY_BROKER_CONNECTION_TIMEOUT": "2", "OUTBOX_PUBLISH_PAUSE": "30"})
@@ -57,7 +59,7 @@ def test_signup_answers_when_broker_is_blocked(fault_stack: Any, rabbit: RabbitN
     """RabbitMQ under a memory alarm accepts connections but blocks publishers
     (no confirm ever comes): pages still answer within OUTBOX_PUBLISH_TIMEOUT,
     and every mail arrives once the alarm clears."""
-    stack: FaultStack = fault_stack("sqlite", env={"OUTBOX_PUBLISH_TIMEOUT": "2",
+    stack: Stack = fault_stack("sqlite", env={"OUTBOX_PUBLISH_TIMEOUT": "2",
                                                    "OUTBOX_PUBLISH_PAUSE": "30"})
     stack.start_beat()
     client = stack.client()
@@ -98,7 +100,7 @@ def test_signup_answers_when_broker_is_blocked(fault_stack: Any, rabbit: RabbitN
 def test_lost_message_is_republished(fault_stack: Any, rabbit: RabbitNode) -> None:
     """A row published but whose message vanished (the queue was deleted) is
     republished by the relay after OUTBOX_REPUBLISH_AFTER and sent once."""
-    stack: FaultStack = fault_stack("sqlite", worker=False,
+    stack: Stack = fault_stack("sqlite", worker=False,
                                     env={"OUTBOX_REPUBLISH_AFTER": "3"})
     email = new_email("lost")
     assert register(stack.client(), email).status_code == 303
@@ -125,7 +127,7 @@ def test_lost_message_is_republished(fault_stack: Any, rabbit: RabbitNode) -> No
     assert {"mail", "mail.dlq", "images.dlq", "celery.dlq", "celery_delayed_0"} <= set(queues)
 
 
-def _old_rows(stack: FaultStack, n: int) -> list[int]:
+def _old_rows(stack: Stack, n: int) -> list[int]:
     with stack.app.app_context():
         rows = [outbox.add("verify", new_email("relay")) for _ in range(n)]
         db.session.commit()
@@ -139,7 +141,7 @@ def _old_rows(stack: FaultStack, n: int) -> list[int]:
 def test_concurrent_relays_skip_locked_rows_on_postgresql(fault_stack: Any) -> None:
     """PostgreSQL: a relay skips rows another relay holds (FOR UPDATE SKIP
     LOCKED) instead of waiting or publishing them again."""
-    stack: FaultStack = fault_stack("postgresql", worker=False)
+    stack: Stack = fault_stack("postgresql", worker=False)
     ids = _old_rows(stack, 300)
     dsn = stack.db_url.replace("postgresql+psycopg://", "postgresql://")
 
@@ -188,7 +190,7 @@ def test_upgrade_queues_converts_empty_classic_queues(fault_stack: Any, rabbit: 
     run: ``flask upgrade-queues`` converts the empty ones, refuses a full one."""
     from kombu import Connection, Exchange, Queue
 
-    stack: FaultStack = fault_stack("sqlite", worker=False)
+    stack: Stack = fault_stack("sqlite", worker=False)
     old = Exchange("onboard", type="direct", durable=True)
     with Connection(stack.broker_url) as conn:
         for name in ("mail", "images", "celery"):

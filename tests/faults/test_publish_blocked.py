@@ -16,7 +16,9 @@ from typing import Any
 from sqlalchemy import select
 
 from tests.conftest import new_email, register
-from tests.faults.conftest import Counts, FaultStack, RabbitNode, elapsed, message_ids
+from tests.harness.counts import Counts, elapsed, message_ids
+from tests.harness.rabbit import RabbitNode
+from tests.harness.stack import Stack
 from tests.uploads import samples
 from tests.uploads.conftest import upload, upload_id_from, verified_client, wait_finished
 from webapp.extensions import db
@@ -50,7 +52,7 @@ class Timed:
 
 def test_upload_and_signup_answer_while_broker_is_blocked(fault_stack: Any,
                                                          rabbit: RabbitNode) -> None:
-    stack: FaultStack = fault_stack("sqlite", env={
+    stack: Stack = fault_stack("sqlite", env={
         "OUTBOX_PUBLISH_TIMEOUT": str(PUBLISH_TIMEOUT), "OUTBOX_PUBLISH_PAUSE": "5",
         "UPLOAD_RELAY_AFTER": "1", "UPLOAD_RELAY_INTERVAL": "1"})
     uploader, _ = verified_client(stack, "alarm-up")

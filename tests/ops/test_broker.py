@@ -1,7 +1,7 @@
 """The queue-depth helper against the real RabbitMQ: real counts, a missing queue
 and an unreachable broker are told apart (never read as an empty queue).
 
-Uses a vhost of its own (``tests.stack.create_vhost``), deleted afterwards.
+Uses a vhost of its own on the shared broker, deleted afterwards.
 """
 from __future__ import annotations
 
@@ -12,16 +12,17 @@ import pytest
 from kombu import Connection, Exchange, Queue
 from kombu.exceptions import OperationalError
 
-from tests.stack import create_vhost, delete_vhost, free_port
+from tests.harness.broker import SHARED
+from tests.harness.wait import free_port
 from webapp.broker import QueueDepth, QueueNotFound, queue_depth, queue_depths
 
 
 @pytest.fixture(scope="module")
 def broker_url() -> Iterator[str]:
     name = "broker-" + uuid.uuid4().hex[:8]
-    url = create_vhost(name)
+    url = SHARED.create_vhost(name)
     yield url
-    delete_vhost(name)
+    SHARED.delete_vhost(name)
 
 
 def declare_with(url: str, name: str, messages: int) -> None:

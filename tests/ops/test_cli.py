@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import PYTHON, ROOT
-from webapp import create_app
+from tests.harness.paths import PYTHON, ROOT
 
 FLASK = str(Path(PYTHON).with_name("flask"))
 DOCUMENTS = ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md")),
@@ -58,13 +57,6 @@ def test_documented_command_runs(words: tuple[str, ...], tmp_path: Path) -> None
     assert proc.stdout.startswith(f"Usage: flask {' '.join(words)} "), proc.stdout[:300]
     for option in DOCUMENTED[words]:
         assert option in proc.stdout, f"{option} documented but not in {words}'s --help"
-
-
-@pytest.fixture
-def runner(tmp_path: Path):  # type: ignore[no-untyped-def]
-    app = create_app({"TESTING": True, "MEDIA_ROOT": str(tmp_path / "media"),
-                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'unused.db'}"})
-    return app.test_cli_runner()
 
 
 @pytest.mark.parametrize("args, option", [

@@ -6,6 +6,7 @@ visible in the database or on disk; the daily statistics are recorded in-process
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 import sqlite3
@@ -19,10 +20,14 @@ import psycopg
 from sqlalchemy import select
 
 from tests.conftest import new_email
-from tests.stack import PG_ADMIN_URL, Stack, text_body, wait_until
+from tests.harness.databases import PG_ADMIN_URL
+from tests.harness.mail import text_body
+from tests.harness.stack import Stack
+from tests.harness.wait import wait_until
 from webapp.extensions import db
 from webapp.models import DailyStats, OutboxMessage, UsedToken, User, utcnow
 from webapp.ops import purge, stats
+from webapp.storage import LocalStore
 
 T = "webapp.tasks.periodic."
 
@@ -102,25 +107,23 @@ def test_longest_token_lifetime_reads_every_token_setting() -> None:
 
 def test_orphan_files_deleted_by_age_and_reference(tmp_path: Path) -> None:
     now = time.time()
-    files = {"a/kept.webp": now - 7200, "a/orphan.webp": now - 7200,
-             "b/young.webp": now - 60, "c/old/orphan.jpg": now - 86400}
+    files = {"derivatives/kept.webp": now - 7200, "derivatives/orphan.webp": now - 7200,
+             "derivatives/young.webp": now - 60, "originals/orphan.jpg": now - 86400,
+             "backups/onboard-2000-01-01.sqlite3": now - 86400,
+             "originals/.up-in-progress": now - 86400}
     for rel, mtime in files.items():
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x" * 10)
         os.utime(path, (mtime, mtime))
-    deleted = purge.purge_orphan_files(tmp_path, {"a/kept.webp"}, 3600, now=now)
-    assert sorted(deleted) == ["a/orphan.webp", "c/old/orphan.jpg"]
-    assert (tmp_path / "a/kept.webp").exists() and (tmp_path / "b/young.webp").exists()
-    # An emptied folder stays while it is young (its mtime just changed) ...
-    assert (tmp_path / "c/old").is_dir()
-    assert purge.purge_orphan_files(tmp_path, {"a/kept.webp"}, 3600, now=now) == []
-    # ... and goes once old; hidden folders (the storage's .tmp) always stay.
-    (tmp_path / ".tmp").mkdir()
-    for folder in ("c/old", "c", ".tmp"):
-        os.utime(tmp_path / folder, (now - 7200,) * 2)
-    assert purge.purge_orphan_files(tmp_path, {"a/kept.webp"}, 3600, now=now) == []
-    assert not (tmp_path / "c/old").exists() and (tmp_path / ".tmp").is_dir()
+    store = LocalStore(tmp_path)
+    deleted = purge.purge_orphan_files(store, {"derivatives/kept.webp"}, 3600, now=now)
+    assert sorted(deleted) == ["derivatives/orphan.webp", "originals/orphan.jpg"]
+    # Referenced, young, backups and hidden (a write in progress) stay.
+    assert sorted(o.key for o in store.list()) == [
+        "backups/onboard-2000-01-01.sqlite3", "derivatives/kept.webp", "derivatives/young.webp"]
+    assert (tmp_path / "originals/.up-in-progress").exists()
+    assert purge.purge_orphan_files(store, {"derivatives/kept.webp"}, 3600, now=now) == []
 
 
 def test_daily_stats_row_and_mail(stack: Stack) -> None:
@@ -176,29 +179,33 @@ def test_daily_stats_row_and_mail(stack: Stack) -> None:
     assert all(len(stack.smtp.to(a)) == 1 for a in admins)
 
 
-def worker_backup_dir(stack: Stack) -> Path:
-    """BACKUP_DIR as the worker process sees it (its INSTANCE_DIR)."""
-    return Path(stack.env["INSTANCE_DIR"]) / "backups"
-
-
 def test_backup_with_retention(stack: Stack) -> None:
-    folder = worker_backup_dir(stack)
-    folder.mkdir(parents=True, exist_ok=True)
+    """The worker writes the backup into the store (here the stack's local folder
+    store, as the worker sees it) and prunes the old ones."""
+    from webapp.storage import get_store
+
+    with stack.app.app_context():
+        store = get_store()
     suffix = ".sqlite3" if stack.backend == "sqlite" else ".pgdump"
     for i in range(1, 9):  # 8 old backups; with today's, 2 must go (BACKUP_KEEP=7)
-        (folder / f"onboard-2000-01-0{i}{suffix}").write_bytes(b"old")
+        store.save(f"backups/onboard-2000-01-0{i}{suffix}", io.BytesIO(b"old"))
     _, email = add_user(stack, age_days=0, verified=True)
     today = datetime.now(timezone.utc).date()
-    final = folder / f"onboard-{today.isoformat()}{suffix}"
-    final.unlink(missing_ok=True)
+    key = f"backups/onboard-{today.isoformat()}{suffix}"
+    store.delete(key)
+
+    def names() -> list[str]:
+        return sorted(o.key for o in store.list("backups/onboard-"))
 
     stack.celery.send_task(T + "backup_database")
-    wait_until(lambda: final.exists() and len(list(folder.glob("onboard-*"))) == 7, 120,
+    wait_until(lambda: key in (n := names()) and len(n) == 7, 120,
                interval=0.2, what="backup written and old ones pruned")
-    names = sorted(p.name for p in folder.glob("onboard-*"))
-    assert names[0] == f"onboard-2000-01-03{suffix}" and names[-1] == final.name
-    assert not list(folder.glob(".tmp-*"))
+    assert names()[0] == f"backups/onboard-2000-01-03{suffix}" and names()[-1] == key
+    scratch = Path(stack.env["INSTANCE_DIR"]) / "scratch"
+    assert not scratch.exists() or not any(scratch.iterdir())  # the dump left no copy
 
+    final = Path(stack.tmp) / ("restore" + suffix)
+    store.fetch(key, final)
     if stack.backend == "sqlite":
         with sqlite3.connect(final) as conn:
             assert conn.execute("select count(*) from users where email = ?", (email,)).fetchone() == (1,)
@@ -216,14 +223,13 @@ def test_backup_with_retention(stack: Stack) -> None:
             with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{restored}" WITH (FORCE)')
 
-    # A second run the same day keeps the existing file (idempotent).
-    mtime = final.stat().st_mtime_ns
+    # A second run the same day keeps the existing object (idempotent).
+    modified = {o.key: o.modified for o in store.list("backups/")}[key]
     from webapp.ops import backup
 
     with stack.app.app_context():
-        stack.app.config["BACKUP_DIR"] = str(folder)
-        assert backup.backup_database(today) == final
-    assert final.stat().st_mtime_ns == mtime
+        assert backup.backup_database(today) == key
+    assert {o.key: o.modified for o in store.list("backups/")}[key] == modified
 
 
 def test_pg_dump_matches_server() -> None:
@@ -289,7 +295,7 @@ def add_upload(stack: Stack, *, when: datetime, original: int, derivative_bytes:
 
 
 def test_orphan_media_purge_keeps_referenced_files(stack: Stack) -> None:
-    media = Path(stack.env["MEDIA_ROOT"])  # the worker's MEDIA_ROOT
+    media = Path(stack.env["MEDIA_ROOT"])  # the worker's local folder store
     original = f"originals/{uuid.uuid4().hex}.jpg"
     _, keys = add_upload(stack, when=utcnow(), original=5000, derivative_bytes=[900, 300],
                          original_key=original)

@@ -6,10 +6,8 @@ file order: Flower and beat need the worker, the last health test stops it.
 """
 from __future__ import annotations
 
-import os
 import re
 import runpy
-import signal
 import subprocess
 import time
 import uuid
@@ -22,7 +20,10 @@ import requests
 from sqlalchemy import select
 
 from tests.ops.test_procfiles import procfile_command
-from tests.stack import CELERY, ROOT, Stack, free_port, wait_until
+from tests.harness.paths import CELERY, ROOT
+from tests.harness.procs import Proc
+from tests.harness.stack import Stack
+from tests.harness.wait import free_port, wait_until
 from webapp import config as config_module
 from webapp import create_app
 from webapp.extensions import db
@@ -43,21 +44,6 @@ def ops_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack.stop()
 
 
-def start_logged(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(log, "ab"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
 # --- Flower ------------------------------------------------------------------------
 
 
@@ -67,14 +53,14 @@ def test_flower_requires_auth_and_lists_worker(ops_stack: Stack) -> None:
     port = free_port()
     env = {**ops_stack.env, "FLOWER_BASIC_AUTH": "ops:s3cret-pass", "FLOWER_PORT": str(port),
            "FLOWER_DB": str(ops_stack.tmp / "flower")}
-    proc = start_logged(procfile_command("Procfile", "flower"), env, ops_stack.tmp / "flower.log")
+    proc = Proc(procfile_command("Procfile", "flower"), ops_stack.tmp / "flower.log", env)
     base = f"http://127.0.0.1:{port}"
 
     def get(path: str, auth: tuple[str, str] | None = None) -> requests.Response | None:
         try:
             return requests.get(base + path, auth=auth, timeout=2)
         except requests.ConnectionError:
-            assert proc.poll() is None, (ops_stack.tmp / "flower.log").read_text()
+            assert proc.alive(), proc.log_text()
             return None
 
     try:
@@ -108,7 +94,7 @@ def test_flower_requires_auth_and_lists_worker(ops_stack: Stack) -> None:
         assert metric(text, "flower_events_total", task=task, type="task-succeeded") >= 1
         assert metric(text, "flower_task_runtime_seconds_count", task=task) >= 1
     finally:
-        stop(proc)
+        proc.stop()
 
 
 def test_registered_tasks_listed_by_celery_inspect(ops_stack: Stack) -> None:
@@ -159,11 +145,11 @@ def test_beat_runs_job(ops_stack: Stack) -> None:
     with ops_stack.app.app_context():
         db.session.add(UsedToken(jti=jti, purpose="verify", used_at=utcnow() - timedelta(days=30)))
         db.session.commit()
-    proc = start_logged([CELERY, "-A", "celery_app", "beat", "--loglevel=INFO"], ops_stack.env,
-                        ops_stack.tmp / "beat.log")
+    proc = Proc([CELERY, "-A", "celery_app", "beat", "--loglevel=INFO"],
+                ops_stack.tmp / "beat.log", ops_stack.env)
 
     def purged() -> bool:
-        assert proc.poll() is None, (ops_stack.tmp / "beat.log").read_text()
+        assert proc.alive(), proc.log_text()
         with ops_stack.app.app_context():
             gone = db.session.scalar(select(UsedToken).where(UsedToken.jti == jti)) is None
             db.session.rollback()
@@ -172,7 +158,7 @@ def test_beat_runs_job(ops_stack: Stack) -> None:
     try:
         wait_until(purged, 60, interval=0.2, what="beat-driven purge")
     finally:
-        stop(proc)
+        proc.stop()
     log = (ops_stack.tmp / "beat.log").read_text()
     assert "Sending due task beat-test (webapp.tasks.periodic.purge_tokens)" in log
     # The schedule state lives under instance/ (shelve files celerybeat-schedule*).
@@ -243,7 +229,7 @@ def test_healthz_ok(ops_stack: Stack) -> None:
     resp = ops_stack.client().get("/healthz")
     body = resp.get_json()
     assert resp.status_code == 200, body
-    assert body["status"] == "ok" and set(body["checks"]) == {"database", "broker", "workers"}
+    assert body["status"] == "ok" and set(body["checks"]) == {"database", "broker", "workers", "store"}
     assert all(c["ok"] for c in body["checks"].values())
 
 
@@ -281,7 +267,8 @@ def test_healthz_details_only_for_operators(ops_stack: Stack) -> None:
         public = client.get("/healthz", environ_base=PUBLIC)
         assert public.status_code == 503
         assert public.get_json() == {"status": "degraded", "checks": {
-            "database": {"ok": True}, "broker": {"ok": False}, "workers": {"ok": False}}}
+            "database": {"ok": True}, "broker": {"ok": False}, "workers": {"ok": False},
+            "store": {"ok": True}}}
         assert str(port) not in public.get_data(as_text=True)
 
         local = client.get("/healthz").get_json()  # the test client is 127.0.0.1

@@ -10,13 +10,15 @@ from __future__ import annotations
 import mailbox
 import os
 import shlex
-import signal
 import smtplib
 import subprocess
 from email.message import EmailMessage
 from pathlib import Path
 
-from tests.stack import CELERY, PYTHON, ROOT, free_port, wait_until
+from tests.harness.paths import CELERY, PYTHON, ROOT
+from tests.harness.procs import Proc
+
+from tests.harness.wait import free_port, wait_until
 
 def procfile_line(procfile: str, process: str) -> str:
     """The shell command of ``process`` in ``procfile``."""
@@ -49,12 +51,11 @@ def test_dev_mail_catcher_writes_the_maildir_the_app_reads(tmp_path: Path) -> No
         [PYTHON, "-c", "from webapp.config import from_env; print(from_env()['DEV_MAILDIR'])"],
         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout.strip())
     assert maildir == tmp_path / "maildir"
-    proc = subprocess.Popen(["sh", "-c", procfile_line("Procfile.dev", "mail")], cwd=tmp_path,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = Proc(["sh", "-c", procfile_line("Procfile.dev", "mail")], tmp_path / "catcher.log", env,
+                cwd=tmp_path)
     try:
         def listening() -> bool:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert proc.alive(), proc.log_text()
             try:
                 smtplib.SMTP("127.0.0.1", port, timeout=1).quit()
                 return True
@@ -70,6 +71,4 @@ def test_dev_mail_catcher_writes_the_maildir_the_app_reads(tmp_path: Path) -> No
         subjects = [m["Subject"] for m in mailbox.Maildir(maildir, create=False)]
         assert subjects == ["caught"]
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(10)
+        proc.stop()

@@ -1,12 +1,46 @@
-"""Helpers for the upload tests: a verified, logged-in user on a Stack."""
+"""Helpers for the upload tests: a verified, logged-in user on a Stack, and the
+stores: every upload test runs on SQLite and PostgreSQL with a local folder,
+and on PostgreSQL with the SeaweedFS S3 store (``postgresql-s3``)."""
 from __future__ import annotations
 
 import io
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+import requests
+
 from tests.conftest import confirm_link, csrf_from, link_from, login, new_email, register
-from tests.stack import Stack, text_body, wait_until
+from tests.harness.mail import text_body
+from tests.harness.stack import Stack
+from tests.harness.wait import wait_until
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql", "postgresql-s3"])
+def stack(request: pytest.FixtureRequest, stack_factory) -> Stack:  # type: ignore[no-untyped-def]
+    """The shared stack, once per database backend and store."""
+    return stack_factory(request.param)
+
+
+def stored_keys(stack: Stack, prefix: str) -> set[str]:
+    """Keys in the stack's store (folder or bucket) under ``prefix``."""
+    from webapp.storage import get_store
+
+    with stack.app.app_context():
+        return {o.key for o in get_store().list(prefix)}
+
+
+def fetch(client: Any, url: str) -> tuple[int, bytes]:
+    """GET a media URL as a browser would: an absolute one (the store, a CDN)
+    over real HTTP without the site's cookies, a relative one from the web;
+    redirects followed. Returns ``(status, body)``."""
+    if urlsplit(url).scheme:
+        resp = requests.get(url, timeout=10)
+        return resp.status_code, resp.content
+    resp = client.get(url, follow_redirects=False)
+    if resp.status_code in (301, 302, 303, 307):
+        return fetch(client, resp.headers["Location"])
+    return resp.status_code, resp.data
 
 
 def verified_client(stack: Stack, prefix: str = "up") -> tuple[Any, str]:

@@ -1,11 +1,13 @@
 """Photo uploads over real parts: web app, RabbitMQ vhost, a real celery worker
-subprocess processing the ``images`` queue, SQLite and PostgreSQL, files on disk."""
+subprocess processing the ``images`` queue, SQLite and PostgreSQL, files in a
+local folder or on a real S3 store (SeaweedFS)."""
 from __future__ import annotations
 
 import hashlib
+import html as html_lib
 import io
+import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from PIL import ExifTags, Image
@@ -13,20 +15,21 @@ from sqlalchemy import func, select
 from werkzeug.datastructures import FileStorage
 
 from tests.conftest import csrf_from
-from tests.stack import Stack
+from tests.harness.stack import Stack
 from tests.uploads import samples
-from tests.uploads.conftest import (avatar_upload, status, upload, upload_id_from,
-                                    verified_client, wait_finished)
+from tests.uploads.conftest import (avatar_upload, fetch, status, stored_keys, upload,
+                                   upload_id_from, verified_client, wait_finished)
 from webapp.extensions import db
 from webapp.models import Upload, UploadDerivative, User
+from webapp.storage import StoreUnavailable
 from webapp.uploads import services
 
 MEDIA_KEYS = {"url", "width", "height", "bytes", "format"}
 
 
 def media_files(stack: Stack, sub: str) -> set[str]:
-    folder = Path(stack.env["MEDIA_ROOT"]) / sub
-    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    """Names of the objects in the stack's store under ``sub/``."""
+    return {k.rsplit("/", 1)[1] for k in stored_keys(stack, sub + "/")}
 
 
 def upload_count(stack: Stack, email: str) -> int:
@@ -66,9 +69,9 @@ def test_upload_is_oriented_stripped_and_reported(stack: Stack) -> None:
 
     for name, d in doc["derivatives"].items():
         assert "IMG_0001" not in d["url"]  # never the client's file name
-        served = client.get(d["url"])
-        assert served.status_code == 200 and len(served.data) == d["bytes"], name
-        im = Image.open(io.BytesIO(served.data))
+        code, body = fetch(client, d["url"])
+        assert code == 200 and len(body) == d["bytes"], name
+        im = Image.open(io.BytesIO(body))
         assert im.format == {"jpeg": "JPEG", "webp": "WEBP"}[d["format"]]
         assert im.size == (d["width"], d["height"])
         exif = im.getexif()
@@ -76,7 +79,7 @@ def test_upload_is_oriented_stripped_and_reported(stack: Stack) -> None:
         assert ExifTags.Base.Orientation not in exif and ExifTags.Base.Make not in exif
         assert "exif" not in im.info
     # The red block stored top-left is top-right once upright.
-    im = Image.open(io.BytesIO(client.get(display["url"]).data)).convert("RGB")
+    im = Image.open(io.BytesIO(fetch(client, display["url"])[1])).convert("RGB")
     r, g, b = im.getpixel((display["width"] - 10, 10))
     assert r > 150 and b < 100, (r, g, b)
     r, g, b = im.getpixel((10, 10))
@@ -100,12 +103,12 @@ def test_upload_is_oriented_stripped_and_reported(stack: Stack) -> None:
     assert client.get("/media/derivatives/../../instance/onboard.db").status_code == 404
 
     # Re-running the task for a done upload changes nothing (real worker).
-    files_before = {n: hashlib.sha256(client.get(d["url"]).data).hexdigest()
+    files_before = {n: hashlib.sha256(fetch(client, d["url"])[1]).hexdigest()
                     for n, d in doc["derivatives"].items()}
     result = stack.celery.send_task("webapp.tasks.images.process_image", args=[upload_id])
     assert result.get(timeout=30, interval=0.1) == "already-done"
     assert status(client, upload_id) == doc
-    assert {n: hashlib.sha256(client.get(d["url"]).data).hexdigest()
+    assert {n: hashlib.sha256(fetch(client, d["url"])[1]).hexdigest()
             for n, d in doc["derivatives"].items()} == files_before
 
 
@@ -128,8 +131,9 @@ def test_other_user_gets_404_and_delete_removes_files_and_rows(stack: Stack) -> 
     doc = wait_finished(owner, upload_id)
     assert doc["status"] == "done"
     urls = [d["url"] for d in doc["derivatives"].values()]
-    paths = [Path(stack.env["MEDIA_ROOT"]) / urlsplit(u).path.removeprefix("/media/") for u in urls]
-    assert all(p.is_file() for p in paths)
+    with stack.app.app_context():
+        keys = {d.storage_key for d in db.session.get(Upload, upload_id).derivatives}
+    assert len(keys) == 3 and keys <= stored_keys(stack, "derivatives/")
 
     assert other.get(f"/uploads/{upload_id}").status_code == 404
     assert other.get(f"/uploads/{upload_id}", headers={"Accept": "application/json"}).get_json() == {
@@ -137,24 +141,23 @@ def test_other_user_gets_404_and_delete_removes_files_and_rows(stack: Stack) -> 
     token = csrf_from(other.get("/uploads").data)
     assert other.post(f"/uploads/{upload_id}/delete", data={"csrf_token": token}).status_code == 404
     assert f'data-upload-id="{upload_id}"'.encode() not in other.get("/uploads").data
-    assert all(p.is_file() for p in paths)
+    assert keys <= stored_keys(stack, "derivatives/")
 
     # Deleting needs the CSRF token.
     assert owner.post(f"/uploads/{upload_id}/delete").status_code == 400
     token = csrf_from(owner.get(f"/uploads/{upload_id}").data)
     resp = owner.post(f"/uploads/{upload_id}/delete", data={"csrf_token": token})
     assert resp.status_code == 303 and resp.headers["Location"].endswith("/uploads")
-    assert not any(p.exists() for p in paths)
+    assert not keys & stored_keys(stack, "derivatives/")
     assert owner.get(f"/uploads/{upload_id}").status_code == 404
-    assert all(owner.get(u).status_code == 404 for u in urls)
+    assert all(fetch(owner, u)[0] in (403, 404) for u in urls)  # S3 answers 403 to a missing key
     with stack.app.app_context():
         assert db.session.get(Upload, upload_id) is None
         assert db.session.scalar(select(func.count()).select_from(UploadDerivative)
                                  .where(UploadDerivative.upload_id == upload_id)) == 0
 
 
-def test_login_required(stack: Stack) -> None:
-    client = stack.client()
+def test_login_required(client) -> None:  # type: ignore[no-untyped-def]
     resp = client.get("/uploads")
     assert resp.status_code == 302 and "/login" in resp.headers["Location"]
     assert client.get("/uploads/1").status_code == 302
@@ -241,8 +244,8 @@ def test_processing_twice_gives_the_same_files(stack: Stack) -> None:
     app = stack.app
     with app.app_context():
         user = db.session.scalar(select(User).where(User.email == email))
-        storage = services.get_storage()
-        key = "originals/idem-test.jpg"
+        storage = services.get_store()
+        key = f"originals/idem-test-{email[5:13]}.jpg"
         size = storage.save(key, io.BytesIO(samples.camera_jpeg(800, 600)))
         row = Upload(user_id=user.id, key="idemtest" + email[5:13], original_key=key,
                      original_format="jpeg", original_bytes=size, original_width=800,
@@ -283,11 +286,13 @@ def test_processing_twice_gives_the_same_files(stack: Stack) -> None:
         # With KEEP_ORIGINALS off again, a repeated run cleans the original up.
         assert services.process(upload_id) == "already-done"
         assert db.session.get(Upload, upload_id).original_key is None
-        assert not services.get_storage().exists(key)
+        assert not services.get_store().exists(key)
 
 
 def _sha(stack: Stack, key: str) -> str:
-    return hashlib.sha256((Path(stack.env["MEDIA_ROOT"]) / key).read_bytes()).hexdigest()
+    with stack.app.app_context(), tempfile.TemporaryDirectory() as tmp:
+        services.get_store().fetch(key, Path(tmp) / "f")
+        return hashlib.sha256((Path(tmp) / "f").read_bytes()).hexdigest()
 
 
 def test_unpublished_upload_is_relayed(stack: Stack) -> None:
@@ -295,7 +300,7 @@ def test_unpublished_upload_is_relayed(stack: Stack) -> None:
     the relay publishes it later, and the worker completes it."""
     from webapp import config as config_module
     from webapp import create_app
-    from tests.stack import free_port
+    from tests.harness.wait import free_port
 
     client, email = verified_client(stack, "relay")
     dead = create_app({**config_module.from_env(stack.env), "TESTING": True,
@@ -347,8 +352,8 @@ def test_avatar_upload(stack: Stack) -> None:
         assert user.avatar_upload_id == avatar.id
     html = client.get("/account").data.decode()
     url = status(client, avatar.id)["derivatives"]["avatar"]["url"]
-    assert f'src="{url}"' in html and 'data-testid="avatar-img"' in html
-    assert client.get(url).status_code == 200
+    assert f'src="{html_lib.escape(url)}"' in html and 'data-testid="avatar-img"' in html
+    assert fetch(client, url)[0] == 200
 
     # Deleting the upload clears the avatar (ON DELETE SET NULL).
     token = csrf_from(client.get("/uploads").data)
@@ -359,7 +364,7 @@ def test_avatar_upload(stack: Stack) -> None:
 
 def test_failed_insert_leaves_no_file_and_failed_store_no_row(stack: Stack) -> None:
     """Nothing half-written: the insert fails (no such user: foreign key) → the
-    stored original is removed; the store fails (MEDIA_ROOT is a file) → no row."""
+    stored original is removed; the store fails → no row, and the page says so."""
     from sqlalchemy.exc import IntegrityError
 
     before = media_files(stack, "originals")
@@ -370,63 +375,54 @@ def test_failed_insert_leaves_no_file_and_failed_store_no_row(stack: Stack) -> N
         assert media_files(stack, "originals") == before
         assert db.session.scalar(select(func.count()).select_from(Upload)) == count
 
-    _, email = verified_client(stack, "store")
+    # The store fails: a local folder that is a file, a bucket that does not exist.
+    client, email = verified_client(stack, "store")
     blocker = stack.tmp / "not-a-folder"
     blocker.write_bytes(b"")
-    root = stack.app.config["MEDIA_ROOT"]
-    stack.app.config["MEDIA_ROOT"] = str(blocker)
+    url = stack.app.config["STORAGE_URL"]
+    broken = f"file://{blocker}" if url.startswith("file:") else "s3://no-such-bucket-onboard"
+    stack.app.config["STORAGE_URL"] = broken
     try:
         with stack.app.test_request_context("/uploads", method="POST"):
             user_id = db.session.scalar(select(User.id).where(User.email == email))
-            with pytest.raises(OSError):
+            with pytest.raises(StoreUnavailable):
                 services.create_upload(user_id, FileStorage(io.BytesIO(samples.camera_jpeg()), "a.jpg"))
+        # Through the page: a clear error (not 503: the site is up), nothing stored.
+        resp = upload(client, samples.camera_jpeg())
+        assert resp.status_code == 502 and b"Photos cannot be stored right now" in resp.data
+        resp = upload(client, samples.camera_jpeg(), Accept="application/json")
+        assert resp.status_code == 502 and resp.get_json()["error"]["code"] == "store_unavailable"
     finally:
-        stack.app.config["MEDIA_ROOT"] = root
+        stack.app.config["STORAGE_URL"] = url
     assert upload_count(stack, email) == 0
+    assert media_files(stack, "originals") == before
 
 
-def test_uploads_are_rate_limited_per_user(stack: Stack) -> None:
-    """Flask-Limiter on POST /uploads, keyed by user (the shared stack runs with
-    limits off, so this uses a second app on the same database)."""
-    from webapp import config as config_module
-    from webapp import create_app
-    from tests.conftest import login
+def test_uploads_are_rate_limited_per_user(make_app) -> None:  # type: ignore[no-untyped-def]
+    """Flask-Limiter on POST /uploads, keyed by user (pure web: the fast app)."""
+    from tests.harness.fastapp import add_verified_user
+    from tests.harness.forms import PASSWORD, login, new_email
 
-    from webapp.extensions import limiter
-
-    _, email = verified_client(stack, "limit")
-    # Flask-Limiter keeps one global state per Limiter; put it back afterwards so
-    # the shared stack's app keeps running without limits.
-    was_enabled = limiter.enabled
-    try:
-        app = create_app({**config_module.from_env(stack.env), "TESTING": True,
-                          "RATELIMIT_ENABLED": True, "UPLOAD_RATE_LIMIT": "2 per minute"})
-        client = app.test_client()
-        assert login(client, email).status_code == 303
-        codes = [upload(client, b"").status_code for _ in range(3)]
-        assert codes == [400, 400, 429]
-        assert client.get("/uploads").status_code == 200  # GET is not limited
-        with app.app_context():
-            db.engine.dispose()
-    finally:
-        limiter.enabled = was_enabled
+    app = make_app(RATELIMIT_ENABLED=True, UPLOAD_RATE_LIMIT="2 per minute")
+    email = new_email("limit")
+    add_verified_user(app, email, PASSWORD)
+    client = app.test_client()
+    assert login(client, email).status_code == 303
+    codes = [upload(client, b"").status_code for _ in range(3)]
+    assert codes == [400, 400, 429]
+    assert client.get("/uploads").status_code == 200  # GET is not limited
 
 
 def test_one_upload_limit_across_uploads_and_avatar(stack: Stack) -> None:
     """``UPLOAD_RATE_LIMIT`` (default 20 per minute) is one count per user over every
     route that takes a file: the 21st upload, whichever route, answers 429 and
     stores and publishes nothing; ``POST /account`` takes no photo at all."""
+    from tests.account_helpers import own_app
     from tests.conftest import login
-    from webapp import config as config_module
-    from webapp import create_app
-    from webapp.extensions import limiter
 
     _, email = verified_client(stack, "shared-limit")
     photo = samples.png_bytes(40, 30)
-    was_enabled = limiter.enabled
-    try:
-        app = create_app({**config_module.from_env(stack.env), "TESTING": True,
-                          "RATELIMIT_ENABLED": True})
+    with own_app(stack, RATELIMIT_ENABLED=True) as app:
         assert app.config["UPLOAD_RATE_LIMIT"].startswith("20 per minute")
         client = app.test_client()
         assert login(client, email).status_code == 303
@@ -445,10 +441,6 @@ def test_one_upload_limit_across_uploads_and_avatar(stack: Stack) -> None:
         assert avatar_upload(client, photo).status_code == 429
         assert upload(client, photo, "p.png", "image/png").status_code == 429
         assert client.get("/uploads").status_code == 200  # GET is not limited
-        with app.app_context():
-            db.engine.dispose()
-    finally:
-        limiter.enabled = was_enabled
     with stack.app.app_context():
         rows = db.session.scalars(select(Upload).join(User, User.id == Upload.user_id)
                                   .where(User.email == email)).all()
@@ -460,19 +452,21 @@ def test_one_upload_limit_across_uploads_and_avatar(stack: Stack) -> None:
 def test_delete_before_the_worker_runs(stack: Stack) -> None:
     """Deleted while still queued: the task finds no row and writes nothing."""
     client, _ = verified_client(stack, "early")
-    derivatives_before = media_files(stack, "derivatives")
     paused = stack.celery.control.cancel_consumer("images", reply=True, timeout=5)
     assert paused
     try:
         upload_id = upload_id_from(upload(client, samples.camera_jpeg(400, 300)))
         assert status(client, upload_id)["status"] == "pending"
+        with stack.app.app_context():
+            name_token = db.session.get(Upload, upload_id).key
         token = csrf_from(client.get(f"/uploads/{upload_id}").data)
         assert client.post(f"/uploads/{upload_id}/delete", data={"csrf_token": token}).status_code == 303
     finally:
         stack.celery.control.add_consumer("images", reply=True, timeout=5)
     result = stack.celery.send_task("webapp.tasks.images.process_image", args=[upload_id])
     assert result.get(timeout=30, interval=0.1) == "missing"
-    assert media_files(stack, "derivatives") == derivatives_before
+    # Nothing of this upload was written (other tests' uploads may still be finishing).
+    assert not [k for k in stored_keys(stack, "derivatives/") if name_token in k]
     assert client.get(f"/uploads/{upload_id}").status_code == 404
 
 

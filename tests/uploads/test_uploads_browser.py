@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import Stack, launch_chromium, serve_http, wait_until
+from tests.harness.browser import launch_chromium, serve_http
+
+from tests.harness.stack import Stack
+
+from tests.harness.wait import wait_until
 from tests.uploads import samples
 from tests.uploads.conftest import verified_client
 

@@ -11,8 +11,14 @@ from webapp.config.beat import beat_schedule
 from webapp.config.env import SettingsEnv, SettingsError
 from webapp.config.queues import TASK_EXCHANGE, celery_queues
 
-#: Every setting name Celery knows (lower case): an override outside it is a typo.
-CELERY_SETTING_NAMES = frozenset(name for name, _ in flatten(NAMESPACES))
+#: RedBeat's settings (celery-redbeat's documentation, "Configuration").
+REDBEAT_SETTING_NAMES = frozenset({
+    "redbeat_redis_url", "redbeat_redis_use_ssl", "redbeat_redis_options",
+    "redbeat_key_prefix", "redbeat_lock_key", "redbeat_lock_timeout"})
+
+#: Every setting name Celery knows (lower case), and RedBeat's: an override
+#: outside it is a typo.
+CELERY_SETTING_NAMES = frozenset(name for name, _ in flatten(NAMESPACES)) | REDBEAT_SETTING_NAMES
 
 
 def celery_settings(env: SettingsEnv, database_url: str, instance_dir: Path) -> dict[str, Any]:
@@ -84,6 +90,7 @@ def celery_settings(env: SettingsEnv, database_url: str, instance_dir: Path) -> 
                     "webapp.ops.worker_logging"),
         "beat_schedule_filename": str(instance_dir / "celerybeat-schedule"),
         "beat_schedule": beat_schedule(env),
+        **redbeat_settings(env),
         "timezone": env.str("TIMEZONE", "UTC"),
         "enable_utc": True,
         # Task log lines carry "[task_name(task_id)]" (Celery's task logger format).
@@ -91,6 +98,33 @@ def celery_settings(env: SettingsEnv, database_url: str, instance_dir: Path) -> 
                                    "[%(task_name)s(%(task_id)s)] %(name)s: %(message)s"),
         "worker_log_format": "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
     }
+
+
+def redbeat_settings(env: SettingsEnv) -> dict[str, Any]:
+    """beat's schedule and lock in Redis (RedBeat) when ``REDBEAT_REDIS_URL`` is set.
+
+    Reads ``REDBEAT_REDIS_URL`` (empty: celery's file scheduler under
+    ``INSTANCE_DIR``, the ``make run`` default), ``REDBEAT_KEY_PREFIX`` (default
+    ``onboard:redbeat``, so apps can share a Redis) and ``REDBEAT_LOCK_TIMEOUT``
+    (seconds, default 60: a standby beat takes over at most this long after the
+    active one died without releasing its lock).
+
+    With RedBeat the last-run times live in Redis, so a beat restarted on a
+    fresh disk neither loses nor repeats a crontab job, and its lock lets
+    exactly one beat run while others wait as standbys (docs/deploy.md).
+
+    Returns:
+        Celery settings (``beat_scheduler``, ``redbeat_*``), or ``{}``.
+    """
+    url = env.str("REDBEAT_REDIS_URL", "")
+    prefix = env.str("REDBEAT_KEY_PREFIX", "onboard:redbeat")
+    lock_timeout = env.int("REDBEAT_LOCK_TIMEOUT", 60)
+    if not url:
+        return {}
+    return {"beat_scheduler": "redbeat.RedBeatScheduler", "redbeat_redis_url": url,
+            "redbeat_key_prefix": prefix, "redbeat_lock_timeout": lock_timeout,
+            # The lock is renewed every loop: keep loops well inside its timeout.
+            "beat_max_loop_interval": max(1, lock_timeout // 5)}
 
 
 def merge_celery_overrides(settings: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -72,6 +72,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     database_url = env.str("DATABASE_URL", f"sqlite:///{instance_dir / 'onboard.db'}")
     base_url = env.str("BASE_URL", "http://127.0.0.1:8000").rstrip("/")
     secure = base_url.startswith("https://")
+    media_root = env.str("MEDIA_ROOT", str(instance_dir / "media"))
     settings = {
         "ENV_NAME": env_name,
         "SECRET_KEY": required_in_production("SECRET_KEY", DEV_SECRET),
@@ -115,7 +116,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Longest a page waits to publish its task (mail or image: connect, write and
         # confirm), seconds; a broker blocked by a memory/disk alarm never confirms.
         "OUTBOX_PUBLISH_TIMEOUT": env.float("OUTBOX_PUBLISH_TIMEOUT", 3.0),
-        "MEDIA_ROOT": env.str("MEDIA_ROOT", str(instance_dir / "media")),
+        "MEDIA_ROOT": media_root,
         # How many reverse proxies in front of the web (0: none); see create_app.
         "PROXY_FIX": env.int("PROXY_FIX", 0),
         "MAX_CONTENT_LENGTH": env.int("MAX_CONTENT_LENGTH", 20 * 1024 * 1024),
@@ -141,13 +142,12 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # --- operations: periodic jobs, backups, metrics.
         # Accounts still unverified this many days after sign-up are deleted.
         "UNVERIFIED_TTL_DAYS": env.int("UNVERIFIED_TTL_DAYS", 7),
-        # Files under MEDIA_ROOT unreferenced by any upload and older than this
-        # (seconds) are deleted; the age spares an upload still being written.
+        # Objects under originals/ and derivatives/ in the store that no upload references,
+        # older than this (seconds), are deleted; the age spares an upload being stored.
         "ORPHAN_MEDIA_MIN_AGE": env.float("ORPHAN_MEDIA_MIN_AGE", 3600.0),
         # Recipients of the daily statistics mail (comma-separated addresses).
         "ADMINS": [a.strip() for a in env.list("ADMINS", []) if a.strip()],
-        # Nightly database backups: directory and how many to keep.
-        "BACKUP_DIR": env.str("BACKUP_DIR", str(instance_dir / "backups")),
+        # Nightly database backups (in the store, under backups/): how many to keep.
         "BACKUP_KEEP": env.int("BACKUP_KEEP", 7),
         "PG_DUMP": env.str("PG_DUMP", "pg_dump"),
         # /metrics: a bearer token; when empty only loopback clients are answered.
@@ -197,6 +197,17 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "ACCOUNT_CODE_MAX_ATTEMPTS": env.int("ACCOUNT_CODE_MAX_ATTEMPTS", 5),
         # Shared secret of POST /hooks/bounce (Authorization: Bearer …); empty: hook off (404).
         "BOUNCE_HOOK_SECRET": env.str("BOUNCE_HOOK_SECRET", ""),
+        # --- storage: every file Onboard keeps (webapp.storage).
+        # file:///folder or s3://bucket/prefix; S3 endpoint and credentials come
+        # from boto3's own lookup of the AWS_* variables.
+        "STORAGE_URL": env.str("STORAGE_URL", "file://" + str(Path(media_root).absolute())),
+        # Public base URL (a CDN in front of the bucket's derivatives/); empty:
+        # presigned URLs (S3) or GET /media (a local folder).
+        "MEDIA_URL": env.str("MEDIA_URL", ""),
+        # Presigned derivative URLs live between half this and this (seconds);
+        # SigV4 allows 7 days at most.
+        "UPLOAD_URL_MAX_AGE": env.int("UPLOAD_URL_MAX_AGE", 3600,
+                                      validate=validate.Range(min=2, max=7 * 24 * 3600)),
         # Kept SMTP session per worker process (webapp.smtp_pool): closed after this
         # many idle seconds, and replaced after this many mails.
         "MAIL_CONNECTION_IDLE": env.float("MAIL_CONNECTION_IDLE", 30.0),

@@ -1,13 +1,14 @@
-"""Nightly database backups to ``BACKUP_DIR``, keeping the newest ``BACKUP_KEEP``.
+"""Nightly database backups into the store, keeping the newest ``BACKUP_KEEP``.
 
 SQLite is copied with the online backup API (``sqlite3.Connection.backup``),
 which gives a consistent copy while web and workers keep writing; PostgreSQL
 with ``pg_dump -Fc`` (custom format, restore with ``pg_restore``).
 
-A backup is named by date (``onboard-YYYY-MM-DD.sqlite3`` / ``.pgdump``) and
-written to a temporary file in the same folder, then renamed into place, so a
-reader never sees a half-written file and a second run the same day does
-nothing.
+A backup is made in the worker's scratch folder, then uploaded to the store
+(``STORAGE_URL``) as ``backups/onboard-YYYY-MM-DD.sqlite3`` / ``.pgdump``, so it
+outlives the worker's throw-away disk; the scratch copy is removed either way.
+An upload replaces its object whole, so a reader never sees half a backup, and
+a second run the same day finds the object and does nothing.
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import logging
 import os
 import sqlite3
 import subprocess
-import tempfile
 from datetime import date
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from flask import current_app
 from sqlalchemy.engine import make_url
 
 from webapp.extensions import db
+from webapp.storage import BACKUPS, Store, get_store, scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -63,29 +64,31 @@ def _pg_dump(url: str, dest: Path, pg_dump: str) -> None:
         raise BackupError(f"pg_dump failed ({proc.returncode}): {proc.stderr.strip()[:500]}")
 
 
-def prune(folder: Path, backend: str, keep: int) -> list[Path]:
-    """Delete all but the newest ``keep`` backups of ``backend`` in ``folder``.
+def prune(store: Store, backend: str, keep: int) -> list[str]:
+    """Delete all but the newest ``keep`` backups of ``backend`` in ``store``.
 
     Names sort by date, so the newest are the last in name order.
 
     Returns:
-        The deleted paths.
+        The deleted keys.
     """
-    backups = sorted(folder.glob(f"{PREFIX}*{SUFFIXES[backend]}"))
+    backups = sorted(o.key for o in store.list(f"{BACKUPS}/{PREFIX}")
+                     if o.key.endswith(SUFFIXES[backend]))
     doomed = backups[:-keep] if keep > 0 else backups
-    for path in doomed:
-        path.unlink(missing_ok=True)
+    for key in doomed:
+        store.delete(key)
     return doomed
 
 
-def backup_database(day: date | None = None) -> Path:
+def backup_database(day: date | None = None) -> str:
     """Back up the app database for ``day`` (today in ``TIMEZONE`` when ``None``).
 
     Returns:
-        The path of the backup (existing or new).
+        The store key of the backup (existing or new), ``backups/onboard-….``
 
     Raises:
         BackupError: pg_dump failed or the database is neither SQLite nor PostgreSQL.
+        webapp.storage.StoreUnavailable: the store could not be reached.
     """
     from webapp.ops.stats import local_today
 
@@ -94,25 +97,19 @@ def backup_database(day: date | None = None) -> Path:
     backend = url.get_backend_name()
     if backend not in SUFFIXES:
         raise BackupError(f"no backup method for {backend}")
-    folder = Path(current_app.config["BACKUP_DIR"])
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / backup_name(backend, day)
-    if final.exists():
-        log.info("backup %s exists; nothing to do", final.name)
+    store = get_store()
+    key = f"{BACKUPS}/{backup_name(backend, day)}"
+    if store.exists(key):
+        log.info("backup %s exists; nothing to do", key)
     else:
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=final.suffix, dir=folder)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
+        with scratch_dir() as tmp:
+            dump = Path(tmp) / "dump"
             if backend == "sqlite":
-                tmp.unlink()  # sqlite3 wants to create the file itself
-                _sqlite_backup(url.database or "", tmp)
+                _sqlite_backup(url.database or "", dump)
             else:
-                _pg_dump(url.render_as_string(hide_password=False), tmp,
+                _pg_dump(url.render_as_string(hide_password=False), dump,
                          current_app.config["PG_DUMP"])
-            os.replace(tmp, final)  # atomic on one filesystem
-        finally:
-            tmp.unlink(missing_ok=True)
-        log.info("backup written: %s (%d bytes)", final, final.stat().st_size)
-    prune(folder, backend, current_app.config["BACKUP_KEEP"])
-    return final
+            size = store.put_file(dump, key, "application/octet-stream")
+        log.info("backup written: %s (%d bytes)", key, size)
+    prune(store, backend, current_app.config["BACKUP_KEEP"])
+    return key

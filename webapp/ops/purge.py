@@ -1,14 +1,12 @@
-"""Purges: unverified accounts, spent tokens, orphaned media files.
+"""Purges: unverified accounts, spent tokens, orphaned media objects in the store.
 
 All three are naturally idempotent (a second run finds nothing left to delete).
 """
 from __future__ import annotations
 
 import logging
-import os
 import time
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from flask import current_app
@@ -17,8 +15,12 @@ from sqlalchemy import delete, select
 from webapp import models
 from webapp.extensions import db
 from webapp.models import OutboxMessage, UsedToken, User, utcnow
+from webapp.storage import DERIVATIVES, ORIGINALS, Store, get_store
 
 log = logging.getLogger(__name__)
+
+#: The store's upload folders the orphan purge looks at.
+MEDIA_PREFIXES = (ORIGINALS + "/", DERIVATIVES + "/")
 
 
 def purge_unverified(ttl_days: int | None = None) -> int:
@@ -84,73 +86,58 @@ def purge_tokens() -> int:
 
 
 def referenced_media_paths() -> set[str]:
-    """Storage keys (paths relative to ``MEDIA_ROOT``) of every file an upload row
-    references: ``uploads.original_key`` and ``upload_derivatives.storage_key``.
+    """Storage keys of every object an upload row references:
+    ``uploads.original_key`` and ``upload_derivatives.storage_key``.
 
     Returns:
-        The normalised keys.
+        The keys (``originals/…``, ``derivatives/…``).
     """
     keys: set[str] = set()
     keys.update(db.session.scalars(
         select(models.Upload.original_key).where(models.Upload.original_key.is_not(None))))
     keys.update(db.session.scalars(select(models.UploadDerivative.storage_key)))
     db.session.rollback()
-    return {os.path.normpath(k) for k in keys if k}
+    return {k for k in keys if k}
 
 
-def purge_orphan_files(root: Path, referenced: set[str], min_age: float,
+def purge_orphan_files(store: Store, referenced: set[str], min_age: float,
                        now: float | None = None) -> list[str]:
-    """Delete files under ``root`` that are not in ``referenced`` and older than ``min_age``.
+    """Delete objects under ``originals/`` and ``derivatives/`` of ``store`` that
+    are not in ``referenced`` and older than ``min_age``.
+
+    Backups (``backups/``) and anything else in the store are never touched.
 
     Args:
-        root: the media folder.
-        referenced: paths relative to ``root`` that must stay.
-        min_age: seconds since the last modification before a file may go;
-            spares a file being stored right now whose row is not committed yet.
+        store: the store (:func:`webapp.storage.get_store`); listed page by page.
+        referenced: keys that must stay.
+        min_age: seconds since the object was written before it may go; spares
+            an upload being stored right now whose row is not committed yet.
         now: the current epoch time in seconds (``time.time()`` when ``None``).
 
     Returns:
-        The relative paths deleted. Empty folders older than ``min_age`` are
-        removed too (so a folder emptied now goes on the next run).
+        The keys deleted.
+
+    Raises:
+        webapp.storage.StoreUnavailable: the store could not be listed or an
+            object not deleted (the next run goes on from where this one stopped).
     """
     now = time.time() if now is None else now
-    deleted: list[str] = []
-    if not root.is_dir():
-        return deleted
-    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
-        for name in filenames:
-            path = Path(dirpath, name)
-            rel = os.path.normpath(path.relative_to(root).as_posix())
-            try:
-                if rel in referenced or now - path.stat().st_mtime < min_age:
-                    continue
-                path.unlink()
-            except FileNotFoundError:  # another purge got there first
-                continue
-            deleted.append(rel)
-        folder = Path(dirpath)
-        # An emptied folder goes only once it too is older than min_age (deleting
-        # a file refreshes its folder's mtime), so a folder storage just made for
-        # a new file is never pulled from under it. Hidden folders (the storage's
-        # ".tmp" scratch root) stay.
-        if folder != root and not folder.name.startswith("."):
-            try:
-                if now - folder.stat().st_mtime >= min_age:
-                    folder.rmdir()  # fails unless empty
-            except OSError:
-                pass
-    return deleted
+    doomed = [obj.key for prefix in MEDIA_PREFIXES for obj in store.list(prefix)
+              if obj.key not in referenced and now - obj.modified >= min_age]
+    for key in doomed:  # listed first: deleting while paging could skip keys
+        store.delete(key)
+    return doomed
 
 
 def purge_orphan_media() -> int:
-    """Delete media files no upload row references, older than ``ORPHAN_MEDIA_MIN_AGE``.
+    """Delete stored originals and derivatives no upload row references, older
+    than ``ORPHAN_MEDIA_MIN_AGE`` seconds (:func:`purge_orphan_files`).
 
     Returns:
-        How many files were deleted.
+        How many objects were deleted.
     """
     referenced = referenced_media_paths()
-    cfg = current_app.config
-    deleted = purge_orphan_files(Path(cfg["MEDIA_ROOT"]), referenced, cfg["ORPHAN_MEDIA_MIN_AGE"])
+    deleted = purge_orphan_files(get_store(), referenced, current_app.config["ORPHAN_MEDIA_MIN_AGE"])
     if deleted:
-        log.info("purged %d orphaned media file(s)", len(deleted))
+        log.info("purged %d orphaned media object(s)", len(deleted))
     return len(deleted)

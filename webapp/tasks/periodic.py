@@ -56,12 +56,12 @@ def purge_tokens() -> int:
 @shared_task(name="webapp.tasks.periodic.purge_orphan_media", acks_late=True,
              time_limit=1800, soft_time_limit=1700, ignore_result=True)
 def purge_orphan_media() -> int:
-    """Delete files under ``MEDIA_ROOT`` no upload references, older than
-    ``ORPHAN_MEDIA_MIN_AGE`` seconds.
+    """Delete stored originals and derivatives no upload references, older than
+    ``ORPHAN_MEDIA_MIN_AGE`` seconds (lists the store: a folder or a bucket).
 
     Returns:
-        Files deleted (int). Retries: none. Idempotency: a file already gone is
-        skipped, so two runs at once delete each file once.
+        Objects deleted (int). Retries: none; the next run goes on. Idempotency:
+        deleting an object already gone is harmless, so two runs at once are too.
     """
     return purge.purge_orphan_media()
 
@@ -87,11 +87,13 @@ def daily_stats(day: str | None = None) -> bool:
 @shared_task(name="webapp.tasks.periodic.backup_database", acks_late=True,
              time_limit=3600, soft_time_limit=3500, ignore_result=True)
 def backup_database() -> str:
-    """Back up the database to ``BACKUP_DIR`` (dated file), keep ``BACKUP_KEEP``.
+    """Back up the database into the store (``backups/onboard-<date>.…``), keep
+    ``BACKUP_KEEP``.
 
     Returns:
-        The backup's path (str). Retries: none; a failure is logged with its
-        reason and the next night tries again. Idempotency: one file per date,
-        written to a temporary name and renamed; an existing file is kept.
+        The backup's store key (str). Retries: none; a failure (pg_dump, the store
+        down) is logged with its reason and the next night tries again.
+        Idempotency: one object per date; an existing one is kept; the dump is
+        made in a scratch folder that is removed either way.
     """
     return str(backup.backup_database())

@@ -33,7 +33,8 @@ from webapp import imaging
 from webapp.extensions import db
 from webapp.models import Upload, UploadDerivative, User, utcnow
 from webapp.publisher import publish_after_commit
-from webapp.uploads.storage import DERIVATIVES, ORIGINALS, get_storage
+from webapp.storage import (DERIVATIVES, IMMUTABLE, ORIGINALS, StoreUnavailable, get_store,
+                            public_url, scratch_dir)
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,14 @@ def create_upload(user_id: int, file: FileStorage, purpose: str = "photo") -> Up
             declared size over ``UPLOAD_MAX_PIXELS`` / ``UPLOAD_MAX_SIDE`` pixels,
             or a decode buffer over ``UPLOAD_MAX_DECODE_BYTES``.
             Nothing is stored.
-        OSError: the file could not be stored (no row is written).
-        sqlalchemy.exc.SQLAlchemyError: the insert failed (the stored file is removed).
+        webapp.storage.StoreUnavailable: the store is down or refused the write
+            (no row is written; a multipart upload is aborted).
+        OSError: a local folder store could not write (no row is written).
+        sqlalchemy.exc.SQLAlchemyError: the insert failed (the stored object is
+            removed, or left to the orphan purge when the store fails as well).
+
+    The file is streamed to the store (``STORAGE_URL``) in chunks: the web holds
+    at most one 5 MiB part in memory, never the whole upload.
     """
     cfg = current_app.config
     stream = file.stream
@@ -70,9 +77,9 @@ def create_upload(user_id: int, file: FileStorage, purpose: str = "photo") -> Up
                          max_side=cfg["UPLOAD_MAX_SIDE"],
                          max_decode_bytes=cfg["UPLOAD_MAX_DECODE_BYTES"])
     stream.seek(0)
-    storage = get_storage()
+    store = get_store()
     original_key = f"{ORIGINALS}/{uuid.uuid4().hex}.{EXTENSIONS[info.format]}"
-    size = storage.save(original_key, stream)
+    size = store.save(original_key, stream, info.mime_type)
     upload = Upload(user_id=user_id, purpose=purpose, key=secrets.token_hex(12),
                     status="pending", original_key=original_key, original_format=info.format,
                     original_bytes=size, original_width=info.width, original_height=info.height)
@@ -81,7 +88,7 @@ def create_upload(user_id: int, file: FileStorage, purpose: str = "photo") -> Up
         db.session.commit()
     except BaseException:
         db.session.rollback()
-        storage.delete(original_key)
+        _delete_quietly(store, [original_key])
         raise
     publish(upload.id)
     return upload
@@ -161,8 +168,14 @@ def list_for(user_id: int) -> list[Upload]:
 
 
 def media_url(key: str) -> str:
-    """The URL of a stored derivative (``/media/derivatives/...``)."""
-    return url_for("uploads.media", path=key)
+    """The URL a browser fetches the stored derivative ``key`` from.
+
+    ``MEDIA_URL`` + key when set (a CDN); a presigned GET on the bucket for an S3
+    store (absolute, stable for half of ``UPLOAD_URL_MAX_AGE`` so a page
+    rendered twice keeps the browser's cache); ``/media/<key>`` on the web for
+    a local folder. See :func:`webapp.storage.public_url`.
+    """
+    return public_url(get_store(), key) or url_for("uploads.media", path=key)
 
 
 def to_json(upload: Upload) -> dict[str, Any]:
@@ -170,7 +183,8 @@ def to_json(upload: Upload) -> dict[str, Any]:
 
     ``{"id", "status", "error", "original": {"bytes", "width", "height"},
     "derivatives": {name: {"url", "width", "height", "bytes", "format"}}}``;
-    sizes in bytes and pixels; ``derivatives`` is empty until ``done``.
+    sizes in bytes and pixels; ``derivatives`` is empty until ``done``; ``url``
+    as :func:`media_url` (absolute when it points to the store or a CDN).
     """
     return {
         "id": upload.id,
@@ -187,22 +201,29 @@ def to_json(upload: Upload) -> dict[str, Any]:
 
 
 def delete_upload(upload: Upload) -> None:
-    """Delete an upload's row (derivative rows cascade) and then its files.
+    """Delete an upload's row (derivative rows cascade) and then its objects.
 
-    Rows go first, in one commit; files after it, so a failed commit leaves
-    everything as it was. A worker still processing it notices the row is gone
-    and removes what it wrote (see :func:`process`).
+    Rows go first, in one commit; objects after it, so a failed commit leaves
+    everything as it was. An object the store fails to delete (outage) is no
+    longer referenced, so the orphan purge removes it later. A worker still
+    processing it notices the row is gone and removes what it wrote (see
+    :func:`process`).
     """
     keys = [d.storage_key for d in upload.derivatives]
     if upload.original_key:
         keys.append(upload.original_key)
     db.session.delete(upload)
     db.session.commit()
-    storage = get_storage()
+    _delete_quietly(get_store(), keys)
+
+
+def _delete_quietly(store: Any, keys: list[str]) -> None:
+    """Delete ``keys``, logging failures: an unreferenced object is the orphan
+    purge's to remove, while a raised error would hide the caller's outcome."""
     for key in keys:
         try:
-            storage.delete(key)
-        except OSError as exc:  # an orphan file is harmless; a lost row is not
+            store.delete(key)
+        except OSError as exc:
             log.warning("could not delete %s: %s", key, exc)
 
 
@@ -245,12 +266,18 @@ def mark_failed(upload_id: int, reason: str) -> None:
 
 
 def _drop_original(upload: Upload) -> None:
-    """Delete the stored original unless ``KEEP_ORIGINALS``; clears ``original_key``."""
-    if current_app.config["KEEP_ORIGINALS"] or not upload.original_key:
+    """Delete the stored original unless ``KEEP_ORIGINALS``; clears ``original_key``.
+
+    The reference goes first (committed), then the object: if the store fails
+    the object is an orphan that the purge removes, never a row pointing at
+    nothing.
+    """
+    key = upload.original_key
+    if current_app.config["KEEP_ORIGINALS"] or not key:
         return
-    get_storage().delete(upload.original_key)
     upload.original_key = None
     db.session.commit()
+    _delete_quietly(get_store(), [key])
 
 
 def process(upload_id: int) -> str:
@@ -265,12 +292,17 @@ def process(upload_id: int) -> str:
         was deleted while processing; the files written are removed).
 
     Raises:
-        webapp.imaging.ImageProcessingError: our side failed (disk, libvips saver);
-            the task retries it.
+        webapp.imaging.ImageProcessingError: our side failed (disk, libvips saver,
+            the store unreachable); the task retries it.
 
-    Idempotent: derivative file names come from the upload's ``key`` and
+    The original is downloaded from the store into a scratch folder under
+    ``INSTANCE_DIR/scratch``, the derivatives are made there and uploaded; the
+    folder is removed when the call ends, also on error, so a worker keeps
+    nothing on its disk.
+
+    Idempotent: derivative keys come from the upload's ``key`` and
     :func:`webapp.imaging.make_derivatives` writes byte-identical files for the
-    same input, each replaced atomically; the rows are replaced in one
+    same input, each replacing its object whole; the rows are replaced in one
     transaction. A ``done`` upload is not processed again.
     """
     upload = db.session.get(Upload, upload_id)
@@ -291,21 +323,26 @@ def process(upload_id: int) -> str:
     db.session.commit()
 
     cfg = current_app.config
-    storage = get_storage()
+    store = get_store()
     stored: list[tuple[imaging.Derivative, str]] = []
     if not upload.original_key:
         mark_failed(upload_id, MISSING_FILE)
         return "failed"
     try:
-        with storage.scratch_dir() as tmp, storage.local_path(upload.original_key) as src:
+        with scratch_dir() as tmp:
+            src, out = Path(tmp) / "original", Path(tmp) / "out"
+            out.mkdir()
+            store.fetch(upload.original_key, src)
             derivatives = imaging.make_derivatives(
-                src, tmp, upload.key,
+                src, out, upload.key,
                 max_pixels=cfg["UPLOAD_MAX_PIXELS"], max_side=cfg["UPLOAD_MAX_SIDE"],
                 max_decode_bytes=cfg["UPLOAD_MAX_DECODE_BYTES"])
             for d in derivatives:
                 key = f"{DERIVATIVES}/{d.path}"
-                storage.put_file(Path(tmp) / d.path, key)
+                store.put_file(out / d.path, key, f"image/{d.format}", IMMUTABLE)
                 stored.append((d, key))
+    except StoreUnavailable as exc:
+        raise imaging.ImageProcessingError(f"store unavailable: {exc}") from exc
     except imaging.ImageRejected as exc:
         log.info("upload %s rejected: %s", upload_id, exc.reason)
         mark_failed(upload_id, exc.reason)
@@ -334,8 +371,7 @@ def process(upload_id: int) -> str:
         if again is not None and again.status == "done":
             return "already-done"  # a duplicate message finished first: same files
         if again is None:
-            for _, key in stored:
-                storage.delete(key)
+            _delete_quietly(store, [key for _, key in stored])
             return "deleted"
         raise
     _drop_original(upload)

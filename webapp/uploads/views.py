@@ -5,8 +5,6 @@ stores the file and leaves the work to the ``images`` workers.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from flask import (abort, current_app, flash, jsonify, redirect, render_template, request,
                    send_from_directory, url_for)
 from flask_login import current_user, login_required
@@ -17,7 +15,7 @@ from webapp.imaging import ImageRejected
 from webapp.ratelimit import limit, per_user
 from webapp.uploads import bp, services
 from webapp.uploads.forms import DeleteForm, PhotoForm
-from webapp.uploads.storage import DERIVATIVES
+from webapp.storage import DERIVATIVES, LocalStore, StoreUnavailable, check_key, get_store
 
 #: One count per account over every route that accepts a file (each upload costs
 #: a worker's CPU): ``UPLOAD_RATE_LIMIT``, POSTs only.
@@ -96,17 +94,35 @@ def delete(upload_id: int) -> Response:
 
 @bp.get("/media/<path:path>")
 def media(path: str) -> Response:
-    """Serve a stored derivative (development; a CDN or static server in production).
+    """A stored derivative: served from a local folder store (development), or a
+    302 to its presigned store URL or ``MEDIA_URL`` (the bytes never pass
+    through the web then).
 
     Only ``derivatives/`` is served: originals keep the camera's metadata.
-    ``send_from_directory`` refuses paths that leave the folder (404).
-    Derivative names carry a random token, so they cannot be guessed from ids.
+    Paths that leave the folder give 404. Derivative names carry a random
+    token, so they cannot be guessed from ids.
     """
     prefix, _, rest = path.partition("/")
     if prefix != DERIVATIVES or not rest:
         abort(404)
-    folder = Path(current_app.config["MEDIA_ROOT"]) / DERIVATIVES
-    return send_from_directory(folder, rest, max_age=3600)
+    try:
+        check_key(path)
+    except ValueError:
+        abort(404)
+    store = get_store()
+    if isinstance(store, LocalStore) and not current_app.config["MEDIA_URL"]:
+        return send_from_directory(store.root / DERIVATIVES, rest, max_age=3600)
+    return redirect(services.media_url(path), code=302)
+
+
+@bp.app_errorhandler(StoreUnavailable)
+def store_unavailable(exc: StoreUnavailable) -> tuple[Response | str, int]:
+    """The store is down while a file is being stored: a page that says so (502,
+    the store being the upstream that failed; JSON for JSON clients). The upload
+    wrote no row and left no object, so trying again later is safe."""
+    current_app.logger.warning("store unavailable: %s", exc)
+    return error_response(502, "Photos cannot be stored right now, so nothing was saved. "
+                               "Please try again in a few minutes.", "store_unavailable")
 
 
 @bp.post("/account/avatar")
