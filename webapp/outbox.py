@@ -82,7 +82,7 @@ def publish(outbox_ids: Iterable[int], *, premarked: bool = False) -> list[int]:
 
     Returns:
         The ids that were published (``published_at`` set, ``publish_count``
-        incremented, committed).
+        incremented, committed; already so when ``premarked``).
     """
     def mark(done: list[int]) -> None:
         db.session.execute(
@@ -114,8 +114,10 @@ def relay_unpublished(older_than: float, limit: int = 500) -> int:
     seconds (their message was lost), or written marked published
     (``add(..., will_publish=True)``) more than ``OUTBOX_UNCLAIMED_AFTER``
     seconds ago and never tried by a worker (``attempts`` 0, published once:
-    the publisher may have died between its commit and its publish). A lost
-    row already published :data:`MAX_PUBLISHES` times is marked failed instead.
+    the publisher may have died between its commit and its publish; a row that
+    waited that long in a backed-up ``mail`` queue gets one more task, which
+    finds it sent or in progress: sending is idempotent). A lost row already
+    published :data:`MAX_PUBLISHES` times is marked failed instead.
 
     On PostgreSQL the rows are locked with ``FOR UPDATE SKIP LOCKED`` until the
     publish commits, so concurrent relays never publish the same row (tested
