@@ -27,6 +27,7 @@ from flask_mail import Connection
 from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
+from webapp import smtp_pool
 from webapp.bounces import services as bounces
 from webapp.extensions import db
 from webapp.models import OutboxMessage, utcnow
@@ -209,15 +210,79 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _smtp_key() -> tuple[object, ...]:
+    """What a kept SMTP session is bound to (see :mod:`webapp.smtp_pool`)."""
+    cfg = current_app.config
+    return (cfg["MAIL_SERVER"], cfg["MAIL_PORT"], cfg["MAIL_USE_SSL"], cfg["MAIL_USE_TLS"],
+            cfg["MAIL_USERNAME"], cfg.get("MAIL_SSL_CA_FILE"))
+
+
+def _claim(outbox_id: int, redelivered: bool) -> tuple[OutboxMessage | None, str]:
+    """Claim the row in the open transaction; the caller commits or rolls back.
+
+    The common case is one statement: ``UPDATE … WHERE id = ? AND sent_at IS
+    NULL AND failed_at IS NULL AND claimed_at IS NULL RETURNING *`` claims the
+    row and loads it (PostgreSQL and SQLite 3.35+ both have ``RETURNING``; on
+    PostgreSQL the row stays locked until the caller's commit). Only when that
+    matches nothing is the row read to say why, and a takeover claimed with a
+    compare-and-set on ``attempts``.
+
+    Returns:
+        ``(row, "claimed" | "takeover")`` with the claimed row, or ``(None,
+        outcome)`` with ``"missing"``, ``"already-sent"``, ``"already-failed"``
+        or ``"in-progress"``.
+    """
+    me = worker_identity()
+    now = utcnow()
+    open_row = (OutboxMessage.id == outbox_id, OutboxMessage.sent_at.is_(None),
+                OutboxMessage.failed_at.is_(None))
+    row = db.session.scalar(
+        update(OutboxMessage)
+        .where(*open_row, OutboxMessage.claimed_at.is_(None))
+        .values(claimed_at=now, claimed_by=me, attempts=OutboxMessage.attempts + 1)
+        .returning(OutboxMessage),
+        execution_options={"synchronize_session": False, "populate_existing": True})
+    if row is not None:
+        return row, "claimed"
+    row = db.session.get(OutboxMessage, outbox_id, populate_existing=True)
+    if row is None:
+        return None, "missing"
+    if row.sent_at is not None:
+        return None, "already-sent"
+    if row.failed_at is not None:
+        return None, "already-failed"
+    if row.claimed_at is None:  # released between the two statements: next delivery
+        return None, "in-progress"
+    age = (now - row.claimed_at).total_seconds()
+    if not redelivered and age < current_app.config["MAIL_CLAIM_TIMEOUT"]:
+        log.info("mail outbox=%s is being sent by %s (%.1fs ago); nothing to do",
+                 row.id, row.claimed_by, age)
+        return None, "in-progress"
+    previous = row.claimed_by
+    row = db.session.scalar(
+        update(OutboxMessage)
+        .where(*open_row, OutboxMessage.attempts == row.attempts)
+        .values(claimed_at=now, claimed_by=me, attempts=OutboxMessage.attempts + 1,
+                takeovers=OutboxMessage.takeovers + 1)
+        .returning(OutboxMessage),
+        execution_options={"synchronize_session": False, "populate_existing": True})
+    if row is None:  # another copy claimed it between our read and write
+        return None, "in-progress"
+    log.warning("mail outbox=%s: taking over a send left unfinished by %s "
+                "(possible duplicate, Message-ID %s)", row.id, previous, message_id_for(row))
+    return row, "takeover"
+
+
 def deliver(outbox_id: int, *, redelivered: bool = False) -> str:
     """Send one outbox row over SMTP unless it was already sent or failed.
 
-    Idempotent, with the row id as the key. The send first *claims* the row in
-    a committed write (``claimed_at``, ``claimed_by``, ``attempts + 1``, a
-    compare-and-set on ``attempts`` so two copies of the task never both
-    claim), then talks SMTP (``MAIL_TIMEOUT`` socket timeout, verified TLS),
-    then records ``sent_at`` as soon as the server accepted the DATA, before
-    QUIT. So:
+    Idempotent, with the row id as the key. The send first *claims* the row
+    (``claimed_at``, ``claimed_by``, ``attempts + 1``; see :func:`_claim`),
+    builds the mail inside the claiming transaction and commits the claim, then
+    talks SMTP over this worker process's kept session (:mod:`webapp.smtp_pool`:
+    ``MAIL_TIMEOUT`` socket timeout, verified TLS, RSET before reuse), then
+    records ``sent_at`` as soon as the server accepted the DATA, in one
+    ``UPDATE``. So:
 
     * a task for a row already sent or failed does nothing;
     * a row still claimed means an earlier attempt never recorded its outcome.
@@ -232,7 +297,15 @@ def deliver(outbox_id: int, *, redelivered: bool = False) -> str:
     and ``last_error`` set, one log line) or released for a retry
     (``claimed_at`` cleared, ``last_error`` set). A failure that no retry can
     mend (an SMTP 5xx reply, a non-ASCII address on a server without SMTPUTF8,
-    a mail that cannot be built, any unexpected error) fails the row at once.
+    a mail that cannot be built, any unexpected error) fails the row at once. A
+    mail that cannot be built rolls its claim back first, so ``attempts`` counts
+    SMTP attempts only.
+
+    An address on the suppression list (a hard bounce,
+    :func:`webapp.bounces.services.suppressed`) fails the row without a send.
+
+    Database round trips of a sent mail: claim (``UPDATE … RETURNING``), the
+    suppression lookup and the commit; record (``UPDATE``) and commit.
 
     Args:
         outbox_id: primary key of an :class:`OutboxMessage`.
@@ -249,69 +322,34 @@ def deliver(outbox_id: int, *, redelivered: bool = False) -> str:
         sqlalchemy.exc.SQLAlchemyError: the database failed; nothing was claimed
             if it failed before the SMTP conversation.
     """
-    row = db.session.get(OutboxMessage, outbox_id, populate_existing=True)
+    row, outcome = _claim(outbox_id, redelivered)
     if row is None:
-        return "missing"
-    if row.sent_at is not None:
-        return "already-sent"
-    if row.failed_at is not None:
-        return "already-failed"
+        db.session.rollback()
+        return outcome
     hard = bounces.suppressed(row.to_address)
     if hard is not None:  # a hard bounce: no second try until the person acts
-        db.session.rollback()
+        db.session.rollback()  # the claim is undone: attempts count SMTP attempts only
         return _fail(outbox_id, f"not sent: {row.to_address} is on the suppression list "
                                 f"(bounced {hard.status} on {hard.created_at:%Y-%m-%d})")
-    takeover = False
-    if row.claimed_at is not None:
-        age = (utcnow() - row.claimed_at).total_seconds()
-        if not redelivered and age < current_app.config["MAIL_CLAIM_TIMEOUT"]:
-            log.info("mail outbox=%s is being sent by %s (%.1fs ago); nothing to do",
-                     row.id, row.claimed_by, age)
-            db.session.rollback()
-            return "in-progress"
-        takeover = True
     try:
         msg = render(row)
     except (SQLAlchemyError, SoftTimeLimitExceeded):
-        raise  # the database or the clock, not the mail: nothing claimed, retried by the caller
+        db.session.rollback()  # the database or the clock, not the mail: claim undone
+        raise
     except Exception as exc:  # noqa: BLE001 - a mail that cannot be built never will be
         db.session.rollback()
         return _fail(outbox_id, f"could not build the mail: {type(exc).__name__}: {exc}")
-    previous = row.claimed_by
-    me = worker_identity()
-    claimed = db.session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == row.id, OutboxMessage.attempts == row.attempts,
-               OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None))
-        .values(claimed_at=utcnow(), claimed_by=me, attempts=OutboxMessage.attempts + 1,
-                takeovers=OutboxMessage.takeovers + (1 if takeover else 0))
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    db.session.commit()
-    if claimed != 1:  # another copy claimed it between our read and write
-        return "in-progress"
-    if takeover:
-        log.warning("mail outbox=%s: taking over a send left unfinished by %s "
-                    "(possible duplicate, Message-ID %s)", row.id, previous, msg["Message-ID"])
-    row = db.session.get(OutboxMessage, outbox_id, populate_existing=True)
-    accepted = False
+    db.session.commit()  # the claim: from here on a crash is detected
+    cfg = current_app.config
+    mail = current_app.extensions["mail"]
     try:
-        with TimedConnection(current_app.extensions["mail"]) as conn:
-            if conn.host is not None:  # None: MAIL_SUPPRESS_SEND
-                send_message(conn.host, msg)
-            accepted = True
-            # Recorded before QUIT: a crash from here on cannot resend.
-            row.sent_at = utcnow()
-            row.message_id = str(msg["Message-ID"])
-            row.last_error = None
-            db.session.commit()
+        if not mail.suppress:  # MAIL_SUPPRESS_SEND: nothing goes out, the row is marked sent
+            with smtp_pool.session(_smtp_key(), TimedConnection(mail).configure_host,
+                                   idle=cfg["MAIL_CONNECTION_IDLE"],
+                                   max_mails=cfg["MAIL_CONNECTION_MAX_MAILS"]) as host:
+                send_message(host, msg)
     except Exception as exc:  # noqa: BLE001 - every outcome is recorded, see below
         network = isinstance(exc, (smtplib.SMTPException, OSError, SoftTimeLimitExceeded))
-        if accepted and network:  # only QUIT failed; the server has the mail
-            log.info("mail outbox=%s sent; QUIT failed: %s", outbox_id, exc)
-            return "sent"
-        if accepted:  # recording the send failed (the database): nothing to undo here
-            raise
         db.session.rollback()
         reason = f"{type(exc).__name__}: {exc}"
         if not network and not isinstance(exc, PermanentMailError):
@@ -321,10 +359,15 @@ def deliver(outbox_id: int, *, redelivered: bool = False) -> str:
         if isinstance(exc, ssl.SSLCertVerificationError):
             log.error("mail outbox=%s not sent: the TLS certificate of SMTP server %s:%s "
                       "was refused (%s); trust its CA with MAIL_SSL_CA_FILE", outbox_id,
-                      current_app.config["MAIL_SERVER"], current_app.config["MAIL_PORT"],
-                      exc.verify_message)
+                      cfg["MAIL_SERVER"], cfg["MAIL_PORT"], exc.verify_message)
         _release(outbox_id, reason)
         raise TransientMailError(reason) from exc
+    # Recorded as soon as the server took the DATA: a crash from here on cannot resend.
+    db.session.execute(
+        update(OutboxMessage).where(OutboxMessage.id == outbox_id)
+        .values(sent_at=utcnow(), message_id=str(msg["Message-ID"]), last_error=None)
+        .execution_options(synchronize_session=False))
+    db.session.commit()
     return "sent"
 
 

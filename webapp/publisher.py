@@ -77,8 +77,9 @@ def _send_all(task: Task, ids: list[int], done: list[int], wait: float) -> None:
 
 
 def publish_after_commit(task: Task, ids: Iterable[int],
-                         mark_published: Callable[[list[int]], object], *,
-                         what: str) -> list[int]:
+                         mark_published: Callable[[list[int]], object] | None, *,
+                         what: str,
+                         mark_missed: Callable[[list[int]], object] | None = None) -> list[int]:
     """Publish ``task(id)`` for each committed row, then mark those rows published.
 
     Call only after the commit that wrote the rows. Each publish waits for the
@@ -98,8 +99,12 @@ def publish_after_commit(task: Task, ids: Iterable[int],
         ids: primary keys (ints) of committed rows.
         mark_published: called on this thread with the ids the broker confirmed
             (a non-empty list); it adds the UPDATE to ``db.session``, which this
-            function then commits.
+            function then commits. ``None`` when the rows were written marked
+            published already (then give ``mark_missed``).
         what: a word for the log lines (``"outbox"``, ``"upload"``).
+        mark_missed: called with the ids the broker did not confirm (paused,
+            failed, timed out; a non-empty list); it adds an UPDATE that clears
+            their mark, which this function then commits.
 
     Returns:
         The ids the broker confirmed, now marked published and committed; ``[]``
@@ -112,6 +117,7 @@ def publish_after_commit(task: Task, ids: Iterable[int],
         return []
     if broker_paused():
         log.info("%s %s left for the relay (broker failed recently)", what, ids)
+        _record(ids, [], mark_published, mark_missed)
         return []
     cfg = current_app.config
     bound = current_app.extensions["celery"].tasks[task.name]
@@ -137,10 +143,25 @@ def publish_after_commit(task: Task, ids: Iterable[int],
         _pause_after_failure()
         log.warning("%s %s not published (%s: %s); the relay will retry", what,
                     [i for i in ids if i not in done], type(error).__name__, error)
-    if done:
-        mark_published(done)
-        db.session.commit()
+    _record(ids, done, mark_published, mark_missed)
     return done
+
+
+def _record(ids: list[int], done: list[int],
+            mark_published: Callable[[list[int]], object] | None,
+            mark_missed: Callable[[list[int]], object] | None) -> None:
+    """Write which rows were published (or, for pre-marked rows, which were
+    not) in one committed transaction; nothing when there is nothing to say."""
+    missed = [i for i in ids if i not in done]
+    wrote = False
+    if done and mark_published is not None:
+        mark_published(done)
+        wrote = True
+    if missed and mark_missed is not None:
+        mark_missed(missed)
+        wrote = True
+    if wrote:
+        db.session.commit()
 
 
 def publish_message(task: Task, args: list[Any], *, what: str) -> bool:

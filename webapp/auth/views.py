@@ -36,13 +36,13 @@ def register() -> str | Response | tuple[str, int]:
             form.captcha.errors.append("The digits do not match the picture. Try these new ones.")
         else:
             try:
-                user = services.register_user(form.email.data, form.password.data)
+                user_id = services.register_user(form.email.data, form.password.data)
             except services.EmailTaken:
                 form.email.errors.append(
                     "An account with this address exists already. Log in, or ask for a new "
                     "verification link below.")
             else:
-                session[PENDING] = user.id
+                session[PENDING] = user_id
                 return redirect(url_for("auth.check_inbox"), code=303)
     elif use_captcha and request.method == "POST":
         captcha.check(None)  # a challenge is good for one POST only

@@ -208,6 +208,13 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # SigV4 allows 7 days at most.
         "UPLOAD_URL_MAX_AGE": env.int("UPLOAD_URL_MAX_AGE", 3600,
                                       validate=validate.Range(min=2, max=7 * 24 * 3600)),
+        # Kept SMTP session per worker process (webapp.smtp_pool): closed after this
+        # many idle seconds, and replaced after this many mails.
+        "MAIL_CONNECTION_IDLE": env.float("MAIL_CONNECTION_IDLE", 30.0),
+        "MAIL_CONNECTION_MAX_MAILS": env.int("MAIL_CONNECTION_MAX_MAILS", 100),
+        # Seconds before the relay republishes a row written marked published at
+        # sign-up that no worker has tried (its publisher died before publishing).
+        "OUTBOX_UNCLAIMED_AFTER": env.float("OUTBOX_UNCLAIMED_AFTER", 60.0),
     }
     undeclared = env.undeclared()
     if undeclared:

@@ -5,9 +5,10 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
 from flask import current_app
 
+from webapp import smtp_pool
 from webapp.bounces.services import retries_failure
 from webapp.mail import TransientMailError, deliver, mark_failed
 from webapp.tasks.retry import retry_countdown
@@ -83,3 +84,13 @@ def declare_dead_letter_queues(sender: Any = None, **_kwargs: Any) -> None:
                 queue.bind(channel).declare()
     except Exception as exc:  # noqa: BLE001 - best effort, see docstring
         log.warning("dead-letter queues not declared: %s", exc)
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def close_smtp_sessions(**_kwargs: Any) -> None:
+    """QUIT the SMTP sessions this process kept open (:mod:`webapp.smtp_pool`)
+    when a worker process stops: prefork children get ``worker_process_shutdown``,
+    the solo, threads and gevent pools send mail from the main process, which
+    gets ``worker_shutdown``. Never raises."""
+    smtp_pool.close_all()
