@@ -6,6 +6,10 @@ builder turns an :class:`OutboxMessage` into a subject and a template context.
 Delivery is idempotent per outbox row (see :func:`deliver`), verifies the SMTP
 server's TLS certificate and host name (:func:`tls_context`), and speaks
 SMTPUTF8 (RFC 6531) for addresses that are not ASCII.
+
+Over 300 lines on purpose: rendering and the idempotent delivery of one outbox row
+(claim, send, record, classify a failure) are one protocol whose steps must be read
+together; the SMTP session itself lives in smtp_pool.py and TLS in its functions here.
 """
 from __future__ import annotations
 

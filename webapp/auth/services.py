@@ -3,6 +3,9 @@
 Views stay thin: they validate forms and call these. Every function that writes
 commits its own transaction, then publishes mail tasks (after the commit, never
 before: a rolled-back row must not be mailed).
+
+Over 300 lines on purpose: sign-up, verification by link and by code, resend, log-in and
+sessions share the account rules and the verify mail builder; each section is marked.
 """
 from __future__ import annotations
 
