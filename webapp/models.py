@@ -10,8 +10,8 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Integer, String,
-                        Text, UniqueConstraint, false, func)
+from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer,
+                        String, Text, UniqueConstraint, false, func, text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -74,6 +74,10 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
         return f"{self.id}.{self.session_epoch}"
 
 
+#: The rows still to send (neither sent nor failed): the partial index's predicate.
+UNSENT = "sent_at IS NULL AND failed_at IS NULL"
+
+
 class OutboxMessage(db.Model):  # type: ignore[name-defined]
     """A mail to send, written in the same transaction as the change that causes it.
 
@@ -84,6 +88,10 @@ class OutboxMessage(db.Model):  # type: ignore[name-defined]
     """
 
     __tablename__ = "outbox_messages"
+    # The relay and /metrics look for unsent rows: a partial index holds only
+    # those, so it stays small however many sent rows the table keeps.
+    __table_args__ = (Index("ix_outbox_messages_unsent", "id",
+                            postgresql_where=text(UNSENT), sqlite_where=text(UNSENT)),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(50))
@@ -94,7 +102,8 @@ class OutboxMessage(db.Model):  # type: ignore[name-defined]
     context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Indexed for the retention purge (sent_at < cutoff) and the sent count.
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

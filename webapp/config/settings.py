@@ -208,6 +208,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # SigV4 allows 7 days at most.
         "UPLOAD_URL_MAX_AGE": env.int("UPLOAD_URL_MAX_AGE", 3600,
                                       validate=validate.Range(min=2, max=7 * 24 * 3600)),
+        # --- outbox retention: sent mails older than this many days are deleted.
+        "OUTBOX_RETENTION_DAYS": env.int("OUTBOX_RETENTION_DAYS", 30, validate=validate.Range(min=1)),
     }
     undeclared = env.undeclared()
     if undeclared:
