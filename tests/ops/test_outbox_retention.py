@@ -84,6 +84,11 @@ def test_purge_sent_mail_is_scheduled_with_the_purges() -> None:
         "task": T + "purge_sent_mail", "schedule": 600.0}
 
 
+def where(index: dict, backend: str) -> str:
+    """A reflected index's WHERE clause, lower case ("" when it has none)."""
+    return str(index.get("dialect_options", {}).get(f"{backend}_where", "")).lower()
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_migration_0007_upgrades_and_downgrades(backend: str, stack: Stack,
                                                 tmp_path: Path) -> None:
@@ -105,14 +110,56 @@ def test_migration_0007_upgrades_and_downgrades(backend: str, stack: Stack,
     try:
         flask_db("upgrade")
         after = indexes()
-        assert after["ix_outbox_messages_sent_at"]["column_names"] == ["sent_at"]
-        unsent = after["ix_outbox_messages_unsent"]
-        assert unsent["column_names"] == ["id"]
-        where = str(unsent.get("dialect_options", {}).get(f"{backend}_where", "")).lower()
-        assert "sent_at is null" in where and "failed_at is null" in where, unsent
+        sent, unsent = after["ix_outbox_messages_sent_at"], after["ix_outbox_messages_unsent"]
+        assert sent["column_names"] == ["sent_at"] and unsent["column_names"] == ["id"]
+        assert "sent_at is not null" in where(sent, backend), sent
+        assert "sent_at is null" in where(unsent, backend), unsent
+        assert "failed_at is null" in where(unsent, backend), unsent
+        assert "failed_at is not null" in where(after["ix_outbox_messages_failed_at"], backend)
         flask_db("downgrade", "0006")
-        assert not {"ix_outbox_messages_sent_at", "ix_outbox_messages_unsent"} & set(indexes())
+        before = indexes()
+        assert not {"ix_outbox_messages_sent_at", "ix_outbox_messages_unsent"} & set(before)
+        assert where(before["ix_outbox_messages_failed_at"], backend) == ""  # the full index of 0005
         flask_db("upgrade")
         assert {"ix_outbox_messages_sent_at", "ix_outbox_messages_unsent"} <= set(indexes())
     finally:
         drop_database(backend, name)
+
+
+def query_plan(engine, run, verb: str) -> str:  # type: ignore[no-untyped-def]
+    """SQLite's EXPLAIN QUERY PLAN of the first ``verb`` (SELECT, DELETE)
+    statement on ``outbox_messages`` that ``run()`` executes, as it ran."""
+    from sqlalchemy import event
+
+    seen: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith(verb) and "outbox_messages" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        run()
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert seen, f"no {verb} on outbox_messages ran"
+    statement, parameters = seen[0]
+    raw = engine.raw_connection()
+    try:
+        return " ".join(str(row[-1]) for row in
+                        raw.cursor().execute("EXPLAIN QUERY PLAN " + statement, parameters))
+    finally:
+        raw.close()
+
+
+def test_relay_and_purge_read_the_partial_indexes(sqlite_stack: Stack) -> None:
+    """The relay's SELECT is planned on the index of unsent rows and the purge's
+    DELETE on the index of sent rows, never on a scan of the whole table."""
+    from webapp.outbox import relay_unpublished
+
+    with sqlite_stack.app.app_context():
+        relay = query_plan(db.engine, lambda: relay_unpublished(3600.0, limit=1), "SELECT")
+        purged = query_plan(db.engine, lambda: purge.purge_sent_mail(retention_days=3650),
+                            "DELETE")
+    assert "ix_outbox_messages_unsent" in relay, relay
+    assert "ix_outbox_messages_sent_at" in purged, purged
