@@ -66,12 +66,14 @@ def register(app: Flask) -> None:
 
     @app.cli.command("purge")
     def purge_cmd() -> None:
-        """Run the purge jobs now: unverified accounts, used tokens, orphaned media."""
+        """Run the purge jobs now: unverified accounts, used tokens, orphaned media,
+        sent mails older than ``OUTBOX_RETENTION_DAYS``."""
         from webapp.ops import purge
 
         click.echo(f"unverified accounts deleted: {purge.purge_unverified()}")
         click.echo(f"used tokens deleted: {purge.purge_tokens()}")
         click.echo(f"orphaned media files deleted: {purge.purge_orphan_media()}")
+        click.echo(f"sent mails deleted: {purge.purge_sent_mail()}")
 
     @app.cli.command("backup")
     def backup_cmd() -> None:

@@ -79,12 +79,15 @@ class OnboardCollector:
         outbox = GaugeMetricFamily("onboard_outbox_messages",
                                    "Outbox mails by state (sent, failed, pending).",
                                    labels=["state"])
+        # One indexed count per state (sent_at, failed_at, the partial unsent
+        # index), never a scan of the whole table.
         sent = db.session.scalar(select(func.count()).where(OutboxMessage.sent_at.is_not(None)))
         failed = db.session.scalar(select(func.count()).where(OutboxMessage.failed_at.is_not(None)))
-        total = db.session.scalar(select(func.count()).select_from(OutboxMessage))
+        pending = db.session.scalar(select(func.count()).where(
+            OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None)))
         outbox.add_metric(["sent"], sent or 0)
         outbox.add_metric(["failed"], failed or 0)
-        outbox.add_metric(["pending"], (total or 0) - (sent or 0) - (failed or 0))
+        outbox.add_metric(["pending"], pending or 0)
         yield outbox
 
         uploads = GaugeMetricFamily("onboard_uploads", "Uploads by status.", labels=["status"])

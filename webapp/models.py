@@ -13,8 +13,8 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Integer, String,
-                        Text, UniqueConstraint, false, func)
+from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer,
+                        String, Text, UniqueConstraint, false, func, text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -77,6 +77,14 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
         return f"{self.id}.{self.session_epoch}"
 
 
+#: The rows still to send (neither sent nor failed): the partial index's predicate.
+UNSENT = "sent_at IS NULL AND failed_at IS NULL"
+#: The sent rows: the predicate of the partial ``sent_at`` index.
+SENT = "sent_at IS NOT NULL"
+#: The failed rows: the predicate of the partial ``failed_at`` index.
+FAILED = "failed_at IS NOT NULL"
+
+
 class OutboxMessage(db.Model):  # type: ignore[name-defined]
     """A mail to send, written in the same transaction as the change that causes it.
 
@@ -87,6 +95,17 @@ class OutboxMessage(db.Model):  # type: ignore[name-defined]
     """
 
     __tablename__ = "outbox_messages"
+    # The relay and /metrics look for unsent rows: a partial index holds only
+    # those, so it stays small however many sent rows the table keeps.
+    # Sent and failed rows have their own partial indexes (the retention
+    # purge's sent_at < cutoff, the counts, the failure list); being partial,
+    # neither is a candidate for the relay's "IS NULL" filter.
+    __table_args__ = (Index("ix_outbox_messages_unsent", "id",
+                            postgresql_where=text(UNSENT), sqlite_where=text(UNSENT)),
+                      Index("ix_outbox_messages_sent_at", "sent_at",
+                            postgresql_where=text(SENT), sqlite_where=text(SENT)),
+                      Index("ix_outbox_messages_failed_at", "failed_at",
+                            postgresql_where=text(FAILED), sqlite_where=text(FAILED)))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(50))
@@ -98,7 +117,7 @@ class OutboxMessage(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     message_id: Mapped[str | None] = mapped_column(String(255), nullable=True)

@@ -16,7 +16,7 @@ def beat_schedule(env: SettingsEnv) -> dict[str, dict[str, Any]]:
     """Beat entries, interval ones in seconds, crontab ones in ``TIMEZONE``.
 
     Reads ``OUTBOX_RELAY_INTERVAL`` (s, default 10), ``UPLOAD_RELAY_INTERVAL``
-    (s, 30), ``PURGE_INTERVAL`` (s, 3600, both purges), ``BACKUP_HOUR`` (crontab
+    (s, 30), ``PURGE_INTERVAL`` (s, 3600, the account, token and sent-mail purges), ``BACKUP_HOUR`` (crontab
     hour field, ``"3"``) and ``BEAT_TEST_INTERVAL`` (s, tests only: adds a
     ``beat-test`` entry running ``purge_tokens`` at that interval, so a test can
     watch a real beat fire within seconds; 0 = none).
@@ -50,6 +50,10 @@ def beat_schedule(env: SettingsEnv) -> dict[str, dict[str, Any]]:
         },
         "purge-tokens": {
             "task": "webapp.tasks.periodic.purge_tokens",
+            "schedule": purge_interval,
+        },
+        "purge-sent-mail": {
+            "task": "webapp.tasks.periodic.purge_sent_mail",
             "schedule": purge_interval,
         },
         "purge-orphan-media": {

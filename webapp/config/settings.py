@@ -215,6 +215,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Seconds before the relay republishes a row written marked published at
         # sign-up that no worker has tried (its publisher died before publishing).
         "OUTBOX_UNCLAIMED_AFTER": env.float("OUTBOX_UNCLAIMED_AFTER", 60.0),
+        # Sent mails' outbox rows older than this many days are deleted (purge-sent-mail).
+        "OUTBOX_RETENTION_DAYS": env.int("OUTBOX_RETENTION_DAYS", 30,
+                                         validate=validate.Range(min=1)),
     }
     undeclared = env.undeclared()
     if undeclared:

@@ -1,6 +1,7 @@
-"""Purges: unverified accounts, spent tokens, orphaned media objects in the store.
+"""Purges: unverified accounts, spent tokens, sent mails past retention, orphaned
+media objects in the store.
 
-All three are naturally idempotent (a second run finds nothing left to delete).
+All four are naturally idempotent (a second run finds nothing left to delete).
 """
 from __future__ import annotations
 
@@ -83,6 +84,51 @@ def purge_tokens() -> int:
     if count:
         log.info("purged %d used token(s) older than %d s", count, lifetime)
     return count
+
+
+#: Rows per DELETE of :func:`purge_sent_mail`: each batch is its own short
+#: transaction, so the relay and the sends are never blocked for long.
+SENT_MAIL_BATCH = 5000
+
+
+def purge_sent_mail(retention_days: int | None = None, batch: int = SENT_MAIL_BATCH) -> int:
+    """Delete outbox rows sent more than ``retention_days`` ago, ``batch`` rows
+    per statement until none is left.
+
+    Only rows with ``sent_at`` before the cutoff go: a pending row (neither
+    sent nor failed) and a failed one (an operator may still retry it) are
+    never touched. A bounce record of a deleted row keeps its address and
+    reason (its ``outbox_id`` becomes NULL).
+
+    Args:
+        retention_days: days a sent mail is kept; ``OUTBOX_RETENTION_DAYS``
+            (default 30) when ``None``.
+        batch: rows per DELETE statement and transaction (> 0).
+
+    Returns:
+        How many rows were deleted.
+
+    Raises:
+        ValueError: ``batch`` is not positive.
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be positive, got {batch}")
+    days = current_app.config["OUTBOX_RETENTION_DAYS"] if retention_days is None else retention_days
+    cutoff = utcnow() - timedelta(days=days)
+    total = 0
+    while True:
+        doomed = (select(OutboxMessage.id).where(OutboxMessage.sent_at < cutoff)
+                  .order_by(OutboxMessage.sent_at).limit(batch).scalar_subquery())
+        result = db.session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(doomed))
+                                    .execution_options(synchronize_session=False))
+        db.session.commit()
+        count = result.rowcount or 0
+        total += count
+        if count < batch:
+            break
+    if total:
+        log.info("purged %d sent mail(s) older than %d day(s)", total, days)
+    return total
 
 
 def referenced_media_paths() -> set[str]:

@@ -53,6 +53,20 @@ def purge_tokens() -> int:
     return purge.purge_tokens()
 
 
+@shared_task(name="webapp.tasks.periodic.purge_sent_mail", acks_late=True,
+             time_limit=1800, soft_time_limit=1700, ignore_result=True)
+def purge_sent_mail() -> int:
+    """Delete outbox rows sent more than ``OUTBOX_RETENTION_DAYS`` days ago, in
+    batches of 5,000 rows (one transaction each); pending and failed rows stay.
+
+    Returns:
+        Rows deleted (int). Retries: none; the next tick goes on where a killed
+        run stopped (each batch is committed). Idempotency: a second run deletes
+        nothing.
+    """
+    return purge.purge_sent_mail()
+
+
 @shared_task(name="webapp.tasks.periodic.purge_orphan_media", acks_late=True,
              time_limit=1800, soft_time_limit=1700, ignore_result=True)
 def purge_orphan_media() -> int:
