@@ -127,10 +127,10 @@ def add_verified_user(app: Any, email: str, password: str) -> int:
     mailed link is proven on the real stack); returns its id."""
     from webapp.auth.services import register_user
     from webapp.extensions import db
-    from webapp.models import utcnow
+    from webapp.models import User, utcnow
 
     with app.app_context():
-        user = register_user(email, password)
-        user.verified_at = utcnow()
+        user_id = register_user(email, password)
+        db.session.get(User, user_id).verified_at = utcnow()
         db.session.commit()
-        return user.id
+        return user_id
