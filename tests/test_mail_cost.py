@@ -199,12 +199,21 @@ def test_relay_republishes_a_premarked_row_never_published(stack: Stack) -> None
         row = outbox.add("verify", email, will_publish=True)
         db.session.commit()
         row_id = row.id
-        assert relay_unpublished(3600) == 0  # fresh: left alone
+
+        def publishes() -> int:
+            # Other tests share this database: look at this row only.
+            count = db.session.get(OutboxMessage, row_id, populate_existing=True).publish_count
+            db.session.rollback()
+            return count
+
+        relay_unpublished(3600)
+        assert publishes() == 1  # fresh: left alone (the pre-mark counts one publish)
         past = utcnow() - timedelta(seconds=stack.app.config["OUTBOX_UNCLAIMED_AFTER"] + 1)
         db.session.execute(update(OutboxMessage).where(OutboxMessage.id == row_id)
                            .values(published_at=past, created_at=past))
         db.session.commit()
-        assert relay_unpublished(3600) == 1
+        assert relay_unpublished(3600) >= 1
+        assert publishes() == 2
     stack.smtp.wait_for(email)
     with stack.app.app_context():
         row = db.session.get(OutboxMessage, row_id)
