@@ -25,6 +25,14 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return found
 
 
+def group_ends(pgid: int) -> None:
+    """Wait (up to 5 s) until no live process is left in group ``pgid``: SIGKILL is
+    delivered asynchronously, so a member may still be running for a moment after
+    the signal was sent."""
+    wait_until(lambda: group_members(pgid) == [], 5, interval=0.01,
+               what=f"process group {pgid} to end")
+
+
 def leader_with_child(tmp_path: Path) -> Proc:
     """A shell that starts a long ``sleep`` and waits for it: SIGTERM ends the
     shell but not the sleep, as a crashed master leaves its pool behind."""
@@ -39,14 +47,14 @@ def test_stop_leaves_no_process_of_the_group(tmp_path: Path) -> None:
     proc = leader_with_child(tmp_path)
     proc.stop()
     assert not proc.alive()
-    assert group_members(proc.pid) == []
+    group_ends(proc.pid)
 
 
 def test_kill_hits_the_whole_group_at_once(tmp_path: Path) -> None:
     proc = leader_with_child(tmp_path)
     proc.kill()
     assert proc.popen.returncode == -signal.SIGKILL
-    assert group_members(proc.pid) == []
+    group_ends(proc.pid)
     proc.stop()  # stopping twice is harmless
 
 
